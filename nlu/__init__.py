@@ -1,0 +1,1 @@
+"""Indonesian NLU: reads Rasa-format data, parses text into intent, category and entities."""
