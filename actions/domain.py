@@ -1,0 +1,95 @@
+"""Domain vocabulary: kinds, statuses, roles and the errors services raise."""
+
+from enum import StrEnum
+
+
+class TicketKind(StrEnum):
+    LAPOR = "lapor"
+    TANYA = "tanya"
+    ASPIRASI = "aspirasi"
+
+
+class TicketStatus(StrEnum):
+    NEW = "new"
+    ROUTED = "routed"
+    IN_PROGRESS = "in_progress"
+    RESOLVED = "resolved"
+    CLOSED = "closed"
+    REJECTED = "rejected"
+    REOPENED = "reopened"
+
+    @property
+    def is_open(self) -> bool:
+        return self in OPEN_STATUSES
+
+
+OPEN_STATUSES = frozenset(
+    {TicketStatus.NEW, TicketStatus.ROUTED, TicketStatus.IN_PROGRESS, TicketStatus.REOPENED}
+)
+
+
+class Privacy(StrEnum):
+    BIASA = "biasa"  # public, with the reporter's name
+    ANONIM = "anonim"  # public, identity hidden
+    RAHASIA = "rahasia"  # never public
+
+
+class OfficerRole(StrEnum):
+    OFFICER = "officer"
+    SUPERVISOR = "supervisor"
+    ADMIN = "admin"
+
+
+class AreaLevel(StrEnum):
+    KOTA = "kota"
+    KECAMATAN = "kecamatan"
+    KELURAHAN = "kelurahan"
+    RW = "rw"
+
+
+class EventKind(StrEnum):
+    CREATED = "created"
+    STATUS_CHANGED = "status_changed"
+    REPLY = "reply"
+    NOTE = "note"
+    REROUTED = "rerouted"
+    ASSIGNED = "assigned"
+    RATING = "rating"
+
+
+class Audience(StrEnum):
+    """Who an outbox message is for."""
+
+    RESIDENT = "resident"
+    OFFICER = "officer"
+    AGENCY = "agency"  # the agency's group chat, or its officers
+
+
+class OutboxState(StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class DomainError(Exception):
+    """A request the domain refuses; the message is safe to show an operator."""
+
+
+class NotFound(DomainError):
+    pass
+
+
+class IllegalTransition(DomainError):
+    def __init__(self, number: str, status: TicketStatus, action: str) -> None:
+        super().__init__(f"ticket {number} is {status.value}: '{action}' is not allowed")
+        self.number = number
+        self.status = status
+        self.action = action
+
+
+class MissingReason(DomainError):
+    pass
+
+
+class ConcurrentChange(DomainError):
+    """Someone else changed the ticket since it was read; read it again and retry."""

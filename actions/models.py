@@ -1,0 +1,311 @@
+"""The store's tables (SQLAlchemy 2 declarative, one city per database)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    event,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
+
+from actions.domain import (
+    AreaLevel,
+    Audience,
+    DomainError,
+    EventKind,
+    OfficerRole,
+    OutboxState,
+    Privacy,
+    TicketKind,
+    TicketStatus,
+)
+
+# Stable constraint names, so migrations can refer to them on every backend.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Store aware datetimes as UTC; SQLite keeps no zone, so it is put back on read."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use an aware one")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _enum(cls: type, name: str | None = None) -> Enum:
+    # Values as plain strings with a CHECK, so adding a value is a small migration
+    # and no backend-specific ENUM type is involved.
+    return Enum(
+        cls,
+        native_enum=False,
+        create_constraint=True,
+        length=20,
+        values_callable=lambda e: [m.value for m in e],
+        name=name or cls.__name__.lower(),  # names the CHECK constraint
+        validate_strings=True,
+    )
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON}
+
+
+class City(Base):
+    __tablename__ = "city"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(40), unique=True)
+    name: Mapped[str] = mapped_column(String(120))
+    ticket_prefix: Mapped[str] = mapped_column(String(8))
+    timezone: Mapped[str] = mapped_column(String(40))
+    area_id: Mapped[int] = mapped_column(ForeignKey("area.id"))
+    fallback_agency_id: Mapped[int | None] = mapped_column(ForeignKey("agency.id"))
+
+    area: Mapped[Area] = relationship(foreign_keys=[area_id])
+    fallback_agency: Mapped[Agency | None] = relationship(foreign_keys=[fallback_agency_id])
+
+
+class Area(Base):
+    """kota -> kecamatan -> kelurahan (-> RW), keyed by the Kemendagri code."""
+
+    __tablename__ = "area"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(24), unique=True)
+    name: Mapped[str] = mapped_column(String(120))
+    level: Mapped[AreaLevel] = mapped_column(_enum(AreaLevel))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("area.id"), index=True)
+
+    parent: Mapped[Area | None] = relationship(remote_side=[id])
+
+    def ancestors(self) -> list[Area]:
+        """Return this area and its parents, the most specific first."""
+        chain: list[Area] = []
+        node: Area | None = self
+        while node is not None:
+            chain.append(node)
+            node = node.parent
+        return chain
+
+
+class Agency(Base):
+    """An OPD of the city, or an outside body (PLN, the water company)."""
+
+    __tablename__ = "agency"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(40), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    short_name: Mapped[str] = mapped_column(String(60))
+    contact: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    telegram_chat_id: Mapped[int | None] = mapped_column(BigInteger)
+    active: Mapped[bool] = mapped_column(default=True)
+
+
+class Category(Base):
+    __tablename__ = "category"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(40), unique=True)
+    name: Mapped[str] = mapped_column(String(120))
+    description: Mapped[str] = mapped_column(Text, default="")
+
+
+class RoutingRule(Base):
+    """(category, area) -> agency; the city-wide rule uses the kota area."""
+
+    __tablename__ = "routing_rule"
+    __table_args__ = (UniqueConstraint("category_id", "area_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    category_id: Mapped[int] = mapped_column(ForeignKey("category.id"))
+    area_id: Mapped[int] = mapped_column(ForeignKey("area.id"))
+    agency_id: Mapped[int] = mapped_column(ForeignKey("agency.id"))
+
+    agency: Mapped[Agency] = relationship()
+
+
+class Resident(Base):
+    """Anyone who writes to the bot, identified per channel."""
+
+    __tablename__ = "resident"
+    __table_args__ = (UniqueConstraint("channel", "platform_user_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    channel: Mapped[str] = mapped_column(String(20))
+    platform_user_id: Mapped[str] = mapped_column(String(64))
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    language: Mapped[str] = mapped_column(String(8), default="id")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Officer(Base):
+    """A resident identity that works tickets for an agency."""
+
+    __tablename__ = "officer"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    resident_id: Mapped[int] = mapped_column(ForeignKey("resident.id"), unique=True)
+    agency_id: Mapped[int | None] = mapped_column(ForeignKey("agency.id"), index=True)
+    role: Mapped[OfficerRole] = mapped_column(_enum(OfficerRole))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    resident: Mapped[Resident] = relationship()
+    agency: Mapped[Agency | None] = relationship()
+
+
+class TicketSequence(Base):
+    """The last number given out per prefix and year; bumped inside the creating transaction."""
+
+    __tablename__ = "ticket_sequence"
+
+    prefix: Mapped[str] = mapped_column(String(8), primary_key=True)
+    year: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    last_value: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Ticket(Base):
+    __tablename__ = "ticket"
+    __table_args__ = (
+        # The officer's queue: an agency's open tickets, oldest first.
+        Index("ix_ticket_agency_status_created", "agency_id", "status", "created_at"),
+        Index("ix_ticket_category_area_created", "category_id", "area_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[str] = mapped_column(String(24), unique=True)
+    kind: Mapped[TicketKind] = mapped_column(_enum(TicketKind))
+    category_id: Mapped[int] = mapped_column(ForeignKey("category.id"))
+    agency_id: Mapped[int | None] = mapped_column(ForeignKey("agency.id"))
+    reporter_id: Mapped[int] = mapped_column(ForeignKey("resident.id"), index=True)
+    description: Mapped[str] = mapped_column(Text)
+    location_text: Mapped[str] = mapped_column(Text, default="")
+    latitude: Mapped[float | None] = mapped_column(Float)
+    longitude: Mapped[float | None] = mapped_column(Float)
+    area_id: Mapped[int | None] = mapped_column(ForeignKey("area.id"))
+    privacy: Mapped[Privacy] = mapped_column(_enum(Privacy), default=Privacy.BIASA)
+    status: Mapped[TicketStatus] = mapped_column(_enum(TicketStatus), default=TicketStatus.NEW)
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("resident.id"))
+    first_response_due_at: Mapped[datetime | None]
+    resolution_due_at: Mapped[datetime | None]
+    first_response_at: Mapped[datetime | None]
+    resolved_at: Mapped[datetime | None]
+    closed_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # Bumped on every change: two officers changing one ticket at once cannot both win.
+    version: Mapped[int] = mapped_column(default=1)
+
+    __mapper_args__ = {"version_id_col": version}
+
+    category: Mapped[Category] = relationship()
+    agency: Mapped[Agency | None] = relationship()
+    reporter: Mapped[Resident] = relationship(foreign_keys=[reporter_id])
+    area: Mapped[Area | None] = relationship()
+    assignee: Mapped[Resident | None] = relationship(foreign_keys=[assignee_id])
+    photos: Mapped[list[TicketPhoto]] = relationship(
+        order_by="TicketPhoto.id", cascade="all, delete-orphan"
+    )
+    events: Mapped[list[TicketEvent]] = relationship(order_by="TicketEvent.id", viewonly=True)
+
+
+class TicketPhoto(Base):
+    """A photo as the platform keeps it (its file id), not the bytes."""
+
+    __tablename__ = "ticket_photo"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"), index=True)
+    channel: Mapped[str] = mapped_column(String(20))
+    file_id: Mapped[str] = mapped_column(String(255))
+    added_by_id: Mapped[int | None] = mapped_column(ForeignKey("resident.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TicketEvent(Base):
+    """Append-only history of a ticket; rows are never updated or deleted."""
+
+    __tablename__ = "ticket_event"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"), index=True)
+    kind: Mapped[EventKind] = mapped_column(_enum(EventKind))
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("resident.id"))  # None: the system
+    from_status: Mapped[TicketStatus | None] = mapped_column(_enum(TicketStatus, "from_status"))
+    to_status: Mapped[TicketStatus | None] = mapped_column(_enum(TicketStatus, "to_status"))
+    body: Mapped[str] = mapped_column(Text, default="")
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    actor: Mapped[Resident | None] = relationship()
+
+
+class Outbox(Base):
+    """A message to deliver later, written in the transaction of the change that causes it.
+
+    It holds a template id and its parameters, not text: the dispatcher renders it in the
+    recipient's language when it is sent.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_state_due", "state", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    audience: Mapped[Audience] = mapped_column(_enum(Audience))
+    resident_id: Mapped[int | None] = mapped_column(ForeignKey("resident.id"))
+    agency_id: Mapped[int | None] = mapped_column(ForeignKey("agency.id"))
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id"), index=True)
+    template: Mapped[str] = mapped_column(String(80))
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    state: Mapped[OutboxState] = mapped_column(_enum(OutboxState), default=OutboxState.PENDING)
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None]
+
+
+@event.listens_for(Session, "before_flush")
+def _keep_history_append_only(session: Session, flush_context: Any, instances: Any) -> None:
+    for obj in (*session.dirty, *session.deleted):
+        if isinstance(obj, TicketEvent) and (
+            obj in session.deleted or session.is_modified(obj, include_collections=False)
+        ):
+            raise DomainError("ticket history is append-only: events cannot change")

@@ -1,0 +1,127 @@
+"""Shared fixtures: a real SQLite file and a real PostgreSQL database for each store test."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+from actions import migrate
+from actions.city import LoadedCity, load_city_file, sync_city
+from actions.db import make_engine, make_session_factory
+from actions.models import Base
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "data"
+PG_URL = os.environ.get(
+    "WARGA_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+REQUIRE_PG = os.environ.get("WARGA_REQUIRE_POSTGRES") == "1"
+_pg_problem: list[str] = []
+
+
+def _postgres_admin() -> Engine | None:
+    engine = make_engine(PG_URL, isolation_level="AUTOCOMMIT", pool_size=1)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("select 1"))
+    except Exception as exc:  # noqa: BLE001 - any failure means "no server here"
+        engine.dispose()
+        _pg_problem.append(str(exc).splitlines()[0])
+        return None
+    return engine
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """Create a fresh PostgreSQL database for this run, migrated, and drop it at the end."""
+    admin = _postgres_admin()
+    if admin is None:
+        reason = f"PostgreSQL not reachable at {make_url(PG_URL).render_as_string()}"
+        if REQUIRE_PG:
+            pytest.fail(f"{reason} and WARGA_REQUIRE_POSTGRES=1: {_pg_problem[-1]}")
+        pytest.skip(reason)
+    name = f"warga_test_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+    engine = make_engine(url)
+    migrate.upgrade(engine)
+    engine.dispose()
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    """One migrated SQLite file per run (an engine per run keeps SQL compilation warm)."""
+    path = tmp_path_factory.mktemp("sqlite") / "warga.sqlite3"
+    engine = make_engine(f"sqlite:///{path}")
+    migrate.upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_engine(postgres_url: str) -> Iterator[Engine]:
+    engine = make_engine(postgres_url, pool_size=25, max_overflow=0)
+    yield engine
+    engine.dispose()
+
+
+def _empty(engine: Engine) -> None:
+    tables = list(reversed(Base.metadata.sorted_tables))
+    with engine.begin() as conn:  # DELETE beats TRUNCATE on a few rows
+        for table in tables:
+            conn.execute(table.delete())
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
+    """A migrated database, emptied after each test: SQLite, then the run's PostgreSQL."""
+    eng: Engine = request.getfixturevalue(f"{request.param}_engine")
+    try:
+        yield eng
+    finally:
+        _empty(eng)
+
+
+@pytest.fixture(scope="session")
+def city() -> LoadedCity:
+    return load_city_file(DATA / "cities" / "pekanbaru.yml")
+
+
+@pytest.fixture
+def loaded(engine: Engine, city: LoadedCity) -> Engine:
+    """A database with Pekanbaru's areas, agencies, categories and routing loaded."""
+    with make_session_factory(engine).begin() as session:
+        sync_city(session, city=city)
+    return engine
+
+
+@pytest.fixture
+def session(loaded: Engine) -> Iterator[Session]:
+    with make_session_factory(loaded)() as s:
+        yield s
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    skipped = terminalreporter.stats.get("skipped", [])
+    if any("PostgreSQL not reachable" in str(r.longrepr) for r in skipped):
+        terminalreporter.write_line(
+            "NOTE: the PostgreSQL tests were SKIPPED (no server answered at "
+            f"{make_url(PG_URL).render_as_string()}); SQLite tests ran. "
+            "Set WARGA_TEST_POSTGRES_URL, or WARGA_REQUIRE_POSTGRES=1 to make this an error.",
+            yellow=True,
+            bold=True,
+        )
