@@ -1,0 +1,334 @@
+"""The `warga` command: operate a deployment from the terminal."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import click
+from sqlalchemy import Engine, func, select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, selectinload
+
+from actions import migrate
+from actions.city import CityFileError, LoadedCity, city_file_path, load_city_file, sync_city
+from actions.db import make_engine, make_session_factory
+from actions.domain import DomainError, OfficerRole, TicketStatus
+from actions.models import Agency, Area, Category, RoutingRule, Ticket, TicketEvent
+from actions.people import add_officer, list_officers, remove_officer
+from actions.settings import Settings
+from actions.tickets import get_ticket, list_tickets
+
+
+class App:
+    """What the commands share, built on first use (never at import)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @cached_property
+    def engine(self) -> Engine:
+        return make_engine(self.settings.effective_database_url)
+
+    @cached_property
+    def city(self) -> LoadedCity:
+        s = self.settings
+        return load_city_file(city_file_path(s.warga_data_dir, s.warga_city))
+
+    @contextmanager
+    def session(self, *, migrated: bool = True) -> Iterator[Session]:
+        """Yield a session in one transaction, committed when the block ends without error."""
+        if migrated:
+            have, head = migrate.current(self.engine)
+            if have != head:
+                raise click.ClickException(
+                    f"the database is at schema revision {have or 'none'}, the code needs "
+                    f"{head}: run 'warga db upgrade'"
+                )
+        with make_session_factory(self.engine).begin() as session:
+            yield session
+
+
+class _Group(click.Group):
+    """Turn the errors an operator can act on into one line instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (DomainError, CityFileError) as exc:
+            raise click.ClickException(str(exc)) from None
+        except SQLAlchemyError as exc:
+            detail = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+            raise click.ClickException(f"database error: {detail}") from None
+
+
+pass_app = click.make_pass_decorator(App)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """Suara Warga: residents report, ask and propose; agencies answer.
+
+    Settings come from the environment (DATABASE_URL, WARGA_CITY, ...): see the README.
+    """
+    ctx.obj = App(Settings())
+
+
+@cli.group(cls=_Group)
+def db() -> None:
+    """Create and migrate the database."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True, help="Target schema revision.")
+@pass_app
+def db_upgrade(app: App, revision: str) -> None:
+    """Bring the database schema up to date (creates a SQLite file if needed)."""
+    migrate.upgrade(app.engine, revision)
+    have, _ = migrate.current(app.engine)
+    click.echo(f"database at schema revision {have}: {app.engine.url.render_as_string()}")
+
+
+@db.command("current")
+@pass_app
+def db_current(app: App) -> None:
+    """Show the database's schema revision and the newest one."""
+    have, head = migrate.current(app.engine)
+    click.echo(f"database: {have or 'empty'}; code: {head}")
+
+
+@cli.group(cls=_Group)
+def city() -> None:
+    """Load the city file (agencies, categories, routing, wilayah)."""
+
+
+def _city_from(app: App, file: Path | None) -> LoadedCity:
+    return load_city_file(file) if file is not None else app.city
+
+
+@city.command("check")
+@click.argument("file", required=False, type=click.Path(path_type=Path, dir_okay=False))
+@pass_app
+def city_check(app: App, file: Path | None) -> None:
+    """Validate a city file without touching the database."""
+    loaded = _city_from(app, file)
+    click.echo(f"{loaded.path}: ok ({loaded.config.name})")
+
+
+@city.command("load")
+@click.argument("file", required=False, type=click.Path(path_type=Path, dir_okay=False))
+@pass_app
+def city_load(app: App, file: Path | None) -> None:
+    """Load FILE (default: the WARGA_CITY file) into the store; safe to run again."""
+    loaded = _city_from(app, file)
+    with app.session() as session:
+        sync_city(session, city=loaded)
+        counts = {
+            name: session.scalar(select(func.count()).select_from(model).where(*where))
+            for name, model, where in (
+                ("areas", Area, ()),
+                ("agencies", Agency, (Agency.active,)),
+                ("categories", Category, ()),
+                ("routing rules", RoutingRule, ()),
+            )
+        }
+    summary = ", ".join(f"{n} {name}" for name, n in counts.items())
+    click.echo(f"{loaded.config.name} loaded from {loaded.path}: {summary}")
+
+
+@cli.group(cls=_Group)
+def officer() -> None:
+    """Add, list and remove the officers who work tickets."""
+
+
+_channel = click.option("--channel", default="telegram", show_default=True, help="Chat channel.")
+_user = click.option("--user", "user_id", required=True, help="The person's user id there.")
+
+
+@officer.command("add")
+@_channel
+@_user
+@click.option("--agency", help="Agency code (see 'warga agency list'); admins may have none.")
+@click.option(
+    "--role",
+    type=click.Choice([r.value for r in OfficerRole]),
+    default=OfficerRole.OFFICER.value,
+    show_default=True,
+)
+@click.option("--name", default="", help="Display name.")
+@pass_app
+def officer_add(
+    app: App, channel: str, user_id: str, agency: str | None, role: str, name: str
+) -> None:
+    """Make someone an officer, supervisor or admin (again: changes their role)."""
+    with app.session() as session:
+        o = add_officer(
+            session,
+            channel=channel,
+            platform_user_id=user_id,
+            role=OfficerRole(role),
+            agency_code=agency,
+            display_name=name,
+        )
+        where = o.agency.code if o.agency else "all agencies"
+        click.echo(f"{channel}:{user_id} is {o.role.value} of {where}")
+
+
+@officer.command("list")
+@click.option("--agency", help="Only this agency's officers.")
+@pass_app
+def officer_list(app: App, agency: str | None) -> None:
+    """List officers by agency."""
+    with app.session() as session:
+        officers = list_officers(session, agency_code=agency)
+        for o in officers:
+            r = o.resident
+            click.echo(
+                f"{o.agency.code if o.agency else '-':<18} {o.role.value:<10} "
+                f"{r.channel}:{r.platform_user_id:<14} {r.display_name}"
+            )
+        if not officers:
+            click.echo("no officers yet: add one with 'warga officer add'")
+
+
+@officer.command("remove")
+@_channel
+@_user
+@pass_app
+def officer_remove(app: App, channel: str, user_id: str) -> None:
+    """Take away someone's officer role; their open tickets return to the queue."""
+    with app.session() as session:
+        remove_officer(session, channel=channel, platform_user_id=user_id)
+    click.echo(f"{channel}:{user_id} is no longer an officer")
+
+
+@cli.group(cls=_Group)
+def agency() -> None:
+    """The agencies (OPD and outside bodies) tickets are routed to."""
+
+
+@agency.command("list")
+@pass_app
+def agency_list(app: App) -> None:
+    """List the active agencies with their open tickets."""
+    with app.session() as session:
+        open_counts = dict(
+            session.execute(
+                select(Ticket.agency_id, func.count())
+                .where(Ticket.status.in_([s.value for s in TicketStatus if s.is_open]))
+                .group_by(Ticket.agency_id)
+            ).all()
+        )
+        for a in session.scalars(select(Agency).where(Agency.active).order_by(Agency.code)):
+            click.echo(f"{a.code:<18} {open_counts.get(a.id, 0):>5} open  {a.name}")
+
+
+@cli.group(cls=_Group)
+def ticket() -> None:
+    """Look at tickets."""
+
+
+@ticket.command("list")
+@click.option("--agency", help="Only this agency's tickets.")
+@click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    type=click.Choice([s.value for s in TicketStatus]),
+    help="Only these statuses (repeatable); default: the open ones.",
+)
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
+@pass_app
+def ticket_list(app: App, agency: str | None, statuses: tuple[str, ...], limit: int) -> None:
+    """List tickets, oldest first."""
+    with app.session() as session:
+        tickets = list_tickets(
+            session,
+            agency_code=agency,
+            statuses=[TicketStatus(s) for s in statuses] or None,
+            limit=limit,
+        )
+        for t in tickets:
+            click.echo(
+                f"{t.number}  {t.status.value:<11} {t.kind.value:<8} {t.category.code:<16} "
+                f"{t.agency.code if t.agency else '-':<14} {t.created_at:%Y-%m-%d %H:%M}Z  "
+                f"{t.description[:50]}"
+            )
+        if not tickets:
+            click.echo("no tickets match")
+
+
+@ticket.command("show")
+@click.argument("number")
+@pass_app
+def ticket_show(app: App, number: str) -> None:
+    """Show one ticket with its whole history (operators see everything)."""
+    with app.session() as session:
+        t = get_ticket(session, number)
+        events = session.scalars(
+            select(TicketEvent)
+            .where(TicketEvent.ticket_id == t.id)
+            .options(selectinload(TicketEvent.actor))
+            .order_by(TicketEvent.id)
+        ).all()
+        rows = [
+            ("number", t.number),
+            ("kind", t.kind.value),
+            ("status", t.status.value),
+            ("category", t.category.code),
+            ("agency", t.agency.name if t.agency else "-"),
+            ("privacy", t.privacy.value),
+            (
+                "reporter",
+                f"{t.reporter.channel}:{t.reporter.platform_user_id} "
+                f"{t.reporter.display_name}".strip(),
+            ),
+            (
+                "assignee",
+                t.assignee.display_name or t.assignee.platform_user_id if t.assignee else "-",
+            ),
+            ("area", t.area.name if t.area else "-"),
+            ("location", t.location_text or "-"),
+            ("coordinates", f"{t.latitude}, {t.longitude}" if t.latitude is not None else "-"),
+            ("photos", ", ".join(p.file_id for p in t.photos) or "-"),
+            ("created", f"{t.created_at:%Y-%m-%d %H:%M}Z"),
+            ("first response due", _when(t.first_response_due_at)),
+            ("resolution due", _when(t.resolution_due_at)),
+            ("description", t.description),
+        ]
+        for key, value in rows:
+            click.echo(f"{key + ':':<20}{value}")
+        click.echo("history:")
+        for e in events:
+            who = e.actor.display_name or e.actor.platform_user_id if e.actor else "system"
+            change = f"{e.from_status or ''} -> {e.to_status}" if e.to_status else ""
+            click.echo(
+                f"  {e.created_at:%Y-%m-%d %H:%M}Z  {e.kind.value:<15} {who:<16} "
+                f"{change} {e.body}".rstrip()
+            )
+
+
+def _when(value: Any) -> str:
+    return f"{value:%Y-%m-%d %H:%M}Z" if value is not None else "-"
+
+
+@cli.command()
+@pass_app
+def run(app: App) -> None:
+    """Start the bot on this deployment's settings (prepares the database first)."""
+    migrate.upgrade(app.engine)
+    with app.session() as session:
+        sync_city(session, city=app.city)
+    click.echo(
+        f"{app.city.config.name}: database ready at {app.engine.url.render_as_string()}. "
+        "The chat channels are not part of this version yet; "
+        "'warga --help' lists what you can do now."
+    )
+
+
+def main() -> None:
+    cli(prog_name="warga")

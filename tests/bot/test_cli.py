@@ -1,0 +1,150 @@
+"""The `warga` command, run as an operator would, on a SQLite file."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from actions.city import load_city_file
+from actions.db import make_engine, make_session_factory
+from actions.domain import Privacy, TicketKind
+from actions.people import get_or_create_resident
+from actions.tickets import create_ticket
+from bot.cli import cli
+
+ROOT = Path(__file__).resolve().parents[2]
+WARGA = Path(sys.executable).parent / "warga"
+
+
+@pytest.fixture
+def env(tmp_path) -> dict[str, str]:
+    return {"DATABASE_URL": f"sqlite:///{tmp_path / 'cli.sqlite3'}", "WARGA_CITY": "pekanbaru"}
+
+
+def warga(env: dict[str, str], *args: str, ok: bool = True) -> str:
+    result = CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+    assert (result.exit_code == 0) is ok, result.output
+    return result.output
+
+
+@pytest.fixture
+def ready(env) -> dict[str, str]:
+    warga(env, "db", "upgrade")
+    warga(env, "city", "load")
+    return env
+
+
+def test_every_command_group_has_help(env):
+    for group in ([], ["db"], ["city"], ["officer"], ["agency"], ["ticket"], ["officer", "add"]):
+        assert "Usage: " in warga(env, *group, "--help")
+
+
+def test_db_upgrade_then_city_load_twice_gives_the_same_counts(env):
+    assert "schema revision 0001" in warga(env, "db", "upgrade")
+    first = warga(env, "city", "load")
+    assert "99 areas, 21 agencies, 17 categories, 20 routing rules" in first
+    assert warga(env, "city", "load").split("loaded")[1] == first.split("loaded")[1]
+
+
+def test_commands_on_an_unmigrated_database_say_what_to_run(env):
+    out = warga(env, "ticket", "list", ok=False)
+    assert "run 'warga db upgrade'" in out
+
+
+def test_officers_are_added_listed_changed_and_removed(ready):
+    warga(ready, "officer", "add", "--user", "111", "--agency", "PUPR", "--name", "Budi")
+    warga(ready, "officer", "add", "--user", "222", "--agency", "DLHK", "--role", "supervisor")
+    warga(ready, "officer", "add", "--user", "333", "--role", "admin")
+    listing = warga(ready, "officer", "list")
+    assert "PUPR" in listing and "Budi" in listing and "supervisor" in listing
+    assert "admin" in listing
+    assert "222" not in warga(ready, "officer", "list", "--agency", "PUPR")
+    assert "supervisor of PUPR" in warga(
+        ready, "officer", "add", "--user", "111", "--agency", "PUPR", "--role", "supervisor"
+    )
+    warga(ready, "officer", "remove", "--user", "111")
+    assert "Budi" not in warga(ready, "officer", "list")
+
+
+def test_officer_errors_are_one_clear_line(ready):
+    out = warga(ready, "officer", "add", "--user", "1", "--agency", "NOPE", ok=False)
+    assert out.strip() == "Error: no active agency with code 'NOPE'"
+    out = warga(ready, "officer", "add", "--user", "1", "--role", "officer", ok=False)
+    assert out.strip() == "Error: the officer role needs an agency"
+    out = warga(ready, "officer", "remove", "--user", "404", ok=False)
+    assert out.strip() == "Error: no officer telegram:404"
+
+
+def test_tickets_are_listed_and_shown_with_their_history(ready):
+    engine = make_engine(ready["DATABASE_URL"])
+    city = load_city_file(ROOT / "data" / "cities" / "pekanbaru.yml")
+    with make_session_factory(engine).begin() as s:
+        siti = get_or_create_resident(
+            s, channel="telegram", platform_user_id="5", display_name="Siti"
+        )
+        create_ticket(
+            s,
+            city=city.config,
+            reporter=siti,
+            kind=TicketKind.LAPOR,
+            category_code="jalan",
+            description="lubang besar depan sekolah",
+            location_text="Jl. Paus",
+            privacy=Privacy.ANONIM,
+            photos=[("telegram", "AgACAgUAAx0")],
+            now=datetime(2026, 11, 30, 3, tzinfo=UTC),
+        )
+    engine.dispose()
+    listing = warga(ready, "ticket", "list", "--agency", "PUPR")
+    assert "PKU-2026-000001" in listing and "routed" in listing
+    assert "no tickets match" in warga(ready, "ticket", "list", "--agency", "DLHK")
+    shown = warga(ready, "ticket", "show", "pku-2026-000001")
+    for expected in (
+        "Dinas Pekerjaan Umum",
+        "anonim",
+        "AgACAgUAAx0",
+        "Jl. Paus",
+        "created",
+        "new -> routed",
+        "2026-12-03 16:59Z",
+    ):
+        assert expected in shown, expected
+    assert (
+        "1 open"
+        in [
+            line for line in warga(ready, "agency", "list").splitlines() if line.startswith("PUPR")
+        ][0]
+    )
+
+
+def test_an_unknown_ticket_is_one_line(ready):
+    assert warga(ready, "ticket", "show", "PKU-2026-999999", ok=False).strip() == (
+        "Error: no ticket PKU-2026-999999"
+    )
+
+
+def test_a_broken_city_file_is_one_line_without_traceback(tmp_path, env):
+    broken = tmp_path / "kota.yml"
+    broken.write_text("code: [\n")
+    result = subprocess.run(
+        [str(WARGA), "city", "check", str(broken)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().startswith(f"Error: {broken}: line ")
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_run_prepares_a_fresh_database_by_itself(env):
+    out = warga(env, "run")
+    assert "Kota Pekanbaru" in out
+    assert "20 routing rules" in warga(env, "city", "load")
