@@ -1,1 +1,9 @@
-"""Indonesian NLU: reads Rasa-format data, parses text into intent, category and entities."""
+"""Indonesian NLU for resident messages: intent, category, entities and language.
+
+Importing this package loads nothing: call `load()` to build (or read the cached) model.
+"""
+
+from .entities import Entity, redact
+from .parser import DEFAULT_THRESHOLD, ENGINE_VERSION, Parse, Parser, load
+
+__all__ = ["DEFAULT_THRESHOLD", "ENGINE_VERSION", "Entity", "Parse", "Parser", "load", "redact"]

@@ -1,0 +1,203 @@
+"""Rules that catch emergencies the classifier might miss, and cues that rule one out.
+
+The rules read the normalised text (lower case, slang resolved), never the raw text.
+"""
+
+from __future__ import annotations
+
+import re
+
+
+def _w(words: str) -> str:
+    """A word-bounded alternation of space-separated words (underscores stand for spaces)."""
+    return r"\b(?:" + "|".join(w.replace("_", " ") for w in words.split()) + r")\b"
+
+
+_BUILDING = _w(
+    "rumah ruko toko gedung kios pasar gudang mobil motor kendaraan bangunan kantor sekolah "
+    "kos kost dapur warung pabrik bengkel asrama masjid"
+)
+_VICTIM = _w(
+    "korban luka berdarah darah pingsan tidak_sadar tak_sadar meninggal tewas tergeletak "
+    "terkapar parah ambulans ambulan patah kritis sekarat terjepit tolong injured unconscious "
+    "ambulance hurt bleeding dead tidak_bergerak tidak_sadarkan_diri"
+)
+_CRASH = _w(
+    "kecelakaan tabrakan ditabrak tertabrak ketabrak terlindas dilindas terserempet keserempet "
+    "jatuh_dari_motor terjatuh accident crash"
+)
+_CRIME = _w(
+    "maling rampok perampok perampokan jambret penjambret begal pembegalan dibegal pencuri "
+    "pencurian penodongan ditodong penjarahan penculikan diculik menculik penjambretan "
+    "dijambret copet pencopet pencopetan dicopet"
+)
+_NOW = _w(
+    "sekarang lagi sedang masih tolong kejar dikejar kabur bawa_senjata pisau parang senjata "
+    "barusan baru_saja"
+)
+_FIGHT = _w("tawuran perkelahian berkelahi bentrok keributan baku_hantam")
+_SPARK = _w(
+    "percikan memercik percik berpijar berapi keluar_api terbakar meledak ledakan konslet "
+    "korslet korsleting konsleting nyetrum menyetrum setrum api apinya"
+)
+
+_POSITIVE = [
+    # fire
+    r"\bkebakaran\b",
+    _BUILDING + r"\w*\s+(?:\w+\s+){0,3}" + _w("terbakar dilalap hangus berasap_tebal"),
+    r"\bterbakar\b.*" + _BUILDING,
+    _w("api apinya")
+    + ".*"
+    + _w("besar membesar merembet menjalar menyebar merambat berkobar gede"),
+    _w("tolong cepat ada") + r"\s+(?:\w+\s+)?" + _w("api apinya"),
+    r"^\W*(?:api|kebakaran|fire|begal|maling|rampok|tolong)\W*(?:!|$)",
+    _w("asap") + ".*" + _w("rumah atap gedung ruko") + ".*" + _w("tolong dalam dalamnya"),
+    _w("begal dibegal pembegalan"),
+    _w("golok parang celurit sajam senjata_tajam pisau")
+    + ".*"
+    + _w("menyerang mengamuk mengejar menusuk membacok mengancam"),
+    _w("menyerang mengamuk mengejar menusuk membacok mengancam")
+    + ".*"
+    + _w("golok parang celurit sajam senjata_tajam pisau"),
+    _w("merembet menjalar merambat") + r".*" + _w("rumah permukiman pemukiman"),
+    r"\bdamkar\b.*" + _w("cepat segera tolong sekarang"),
+    _w("tolong cepat segera") + r".*\bdamkar\b",
+    # accident with victims
+    _CRASH + ".*" + _VICTIM,
+    _w("korban berdarah tergeletak terkapar pingsan tidak_sadarkan_diri tidak_sadar")
+    + ".*"
+    + _CRASH,
+    _w("orang korban pengendara warga")
+    + r"\s+(?:\w+\s+){0,2}"
+    + _w("tergeletak terkapar")
+    + r".*\b(?:darah\w*|berdarah|luka|pingsan)\b",
+    _w("motor mobil kendaraan pengendara")
+    + r"\s+(?:\w+\s+)?"
+    + _w("masuk terjun terperosok tercebur")
+    + ".*"
+    + _VICTIM,
+    _w("nyetrum menyetrum kesetrum tersetrum") + ".*" + _w("anak orang warga kena"),
+    r"\b(?:butuh|panggil|kirim|minta)\s+(?:\w+\s+)?(?:ambulans|ambulan)\b",
+    # crime in progress
+    _CRIME + ".*" + _NOW,
+    _w("sekarang lagi sedang masih tolong")
+    + ".*"
+    + _w("maling rampok perampokan jambret begal dibegal menodong ditodong penculikan diculik"),
+    _w("ditusuk dibacok ditikam disandera penusukan pembacokan ditembak penembakan"),
+    _FIGHT
+    + ".*"
+    + _w(
+        "sekarang lagi sedang masih_berlangsung senjata_tajam sajam parang celurit tolong berdarah"
+    ),
+    r"\b(?:sekarang|lagi|sedang)\s+(?:ada\s+)?(?:tawuran|perkelahian|berkelahi|bentrok)\b",
+    _w("memukuli dipukuli digebuki dikeroyok mengeroyok dianiaya penganiayaan kdrt")
+    + ".*"
+    + _w("sekarang lagi sedang masih tolong"),
+    _w("tolong sekarang lagi sedang") + ".*" + _w("dipukuli dikeroyok dianiaya"),
+    # drowning
+    _w("tenggelam hanyut terseret_arus kelelep terbawa_arus"),
+    # trapped
+    _w("terjebak terjepit terperangkap terkurung tertimbun tertimpa terkunci_di_dalam tertindih"),
+    r"\b(?:masuk\s+ke|jatuh|terjatuh|terperosok|tercebur|kecebur)\s+(?:ke\s+)?(?:dalam\s+)?"
+    + _w("sumur sungai parit selokan lubang got kanal"),
+    # sparking cable / electrocution
+    _w("kabel tiang trafo gardu travo") + ".*" + _SPARK,
+    _w("percikan_api memercikkan_api keluar_api") + ".*" + _w("kabel tiang trafo gardu listrik"),
+    _w("kesetrum tersetrum tersengat_listrik kesetrom disetrum"),
+    # gas
+    _w("gas elpiji lpg tabung") + ".*" + _w("bocor kebocoran meledak ledakan menyala"),
+    r"\b(?:bocor|kebocoran|bau)\s+(?:gas|elpiji|lpg)\b",
+    _w("ledakan meledak"),
+    # collapse / medical now
+    _w("korslet korsleting konsleting konslet") + ".*" + _w("asap api terbakar percikan"),
+    _w("tumbang") + ".*" + _w("orang warga anak korban pengendara tertimpa di_dalam"),
+    _w("ambruk roboh runtuh")
+    + ".*"
+    + _w("orang warga anak korban menimpa tertimpa di_dalam dalamnya keluarga murid siswa"),
+    _w("pingsan kejang tidak_sadarkan_diri henti_napas serangan_jantung sekarat overdosis"),
+    _w("bunuh_diri mau_lompat melompat_dari"),
+    _w("sos darurat emergency urgent") + ".*" + _w("tolong cepat segera help"),
+    _w("fire drowning robbery trapped gas_leak"),
+]
+
+# Positive cues strong enough to stand against a soft negative cue (fire reaching houses
+# from a land fire, a call for the fire brigade in a question).
+_STRONG = [
+    _w("api kebakaran asap")
+    + ".*"
+    + _w("sampai merembet menjalar mendekati merambat")
+    + r"\s+(?:ke\s+)?"
+    + _w("rumah permukiman pemukiman"),
+    _w("kirim panggil") + r"\s+(?:\w+\s+)?" + _w("damkar pemadam ambulans ambulan polisi"),
+    _w("api apinya") + r"\s+(?:sudah\s+)?" + _w("besar gede membesar"),
+    _w("masih ada") + r"\s+" + _w("orang anak keluarga") + r"\s+(?:\w+\s+)?di\s+dalam",
+]
+
+# Cues that the danger is over: they block every positive cue.
+_HARD_NEGATIVE = [
+    _w(
+        "semalam kemarin kemaren kmrn tadi_malam minggu_lalu bulan_lalu tahun_lalu "
+        "beberapa_hari hari_lalu waktu_itu pernah sering setiap kerap langganan"
+    ),
+    _w(
+        "sudah_padam sudah_dipadamkan telah_padam berhasil_dipadamkan sudah_aman "
+        "sudah_ditangani sudah_dievakuasi"
+    ),
+    r"\btidak\s+(?:ada\s+)?(?:\w+\s+)?"
+    + _w("nyetrum menyetrum percikan api korban luka terbakar"),
+]
+
+# Cues that the danger is not physical or not now: shallow water, proposals, land fires.
+_NEGATIVE = _HARD_NEGATIVE + [
+    _w("dulu tiap"),
+    _w("selutut semata_kaki sebetis sepaha setinggi_lutut se_lutut mata_kaki"),
+    _w(
+        "rawan marak merajalela pencegahan simulasi sosialisasi pelatihan usul usulkan saran "
+        "sebaiknya "
+        "mohon_dibuat perlu_dibuat tolong_dibuat dibangun diadakan"
+    ),
+    r"\b(?:nomor|no|nmr|kontak|telepon)\s+(?:telepon\s+)?"
+    + _w("damkar pemadam ambulans polisi darurat"),
+    r"^(?:\w+\s+){0,3}" + _w("bagaimana gimana apakah cara") + r"(?!.*" + _w("tolong cepat") + ")",
+    _w("asap kabut_asap karhutla lahan hutan semak ilalang sampah")
+    + ".*"
+    + _w("terbakar dibakar bakar kebakaran"),
+    _w("kebakaran terbakar dibakar bakar") + ".*" + _w("lahan hutan semak ilalang sampah gambut"),
+    _w("bekas sisa puing korban_kebakaran pasca"),
+    _w("film game sinetron berita mimpi cerita lagu novel"),
+    r"^(?!.*" + _VICTIM + r").*" + _w("kecelakaan tabrakan"),
+]
+
+_ANY_POS = re.compile("|".join(f"(?:{p})" for p in _POSITIVE + _STRONG))
+_ANY_STRONG = re.compile("|".join(f"(?:{p})" for p in _STRONG))
+_ANY_HARD = re.compile("|".join(f"(?:{p})" for p in _HARD_NEGATIVE))
+_ANY_NEG = re.compile("|".join(f"(?:{p})" for p in _NEGATIVE))
+
+
+def emergency_cue(normalised: str) -> str | None:
+    """Return the text of the first positive cue, or None."""
+    m = _ANY_POS.search(normalised)
+    return m.group(0) if m else None
+
+
+def negative_cue(normalised: str) -> str | None:
+    """Return the text of the first cue that the event is not an emergency now, or None."""
+    m = _ANY_NEG.search(normalised)
+    return m.group(0) if m else None
+
+
+def judge(normalised: str) -> tuple[bool, bool]:
+    """Return (raise, lower).
+
+    raise: a positive cue and no negative one, so darurat must be answered even if the model
+    missed it. lower: only a negative cue, so a darurat from the model is doubtful.
+    """
+    pos = emergency_cue(normalised)
+    neg = negative_cue(normalised)
+    if pos and neg and _ANY_STRONG.search(normalised) and not _ANY_HARD.search(normalised):
+        return True, False
+    if pos and not neg:
+        return True, False
+    if neg and not pos:
+        return False, True
+    return False, False

@@ -1,0 +1,493 @@
+"""Load (training when needed) and run the NLU engine."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import darurat
+from .entities import Entity, Gazetteer, find_personal, place_key, places_from_lookups
+from .language import LanguageDetector
+from .lokasi import PlaceFinder
+from .model import RAW, LinearModel, load_models, save_models, train
+from .normalize import Normalizer, fold, load_lexicon, tokens
+from .rasa_yaml import NluData, read_nlu
+from .tickets import TicketFinder, _this_year
+
+ENGINE_VERSION = "1.0"
+DEFAULT_THRESHOLD = 0.5
+# Without an emergency rule behind it, the model alone must be this sure of darurat: the rules
+# catch the emergencies (measured: all but one held-out darurat), the model adds false alarms.
+DARURAT_MODEL_MIN = 0.85
+MAX_CLASSIFIER_TOKENS = 300
+LANGUAGE_CHARS = 500  # the language of a long message shows in its beginning
+CATEGORY_INTENTS = ("lapor", "tanya", "aspirasi")
+PLACEHOLDERS = {"nomor_tiket": "<tiket>", "telepon": "<telepon>", "nik": "<nik>"}
+TRAIN_OPTIONS = {
+    "intent": {"c": 1.5, "class_weight": "balanced", "min_df": 1},
+    "category": {"c": 1.5, "class_weight": "balanced"},
+}
+
+
+@dataclass(frozen=True)
+class Parse:
+    """What the engine understood of one message."""
+
+    text: str
+    intent: str
+    category: str | None
+    label: str
+    confidence: float
+    ranking: list[tuple[str, float]]
+    fallback: bool
+    entities: list[Entity]
+    language: str
+    category_confidence: float | None = None
+    rule: str | None = None  # the darurat rule that changed the model's answer, if any
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "text": self.text,
+            "intent": self.intent,
+            "category": self.category,
+            "label": self.label,
+            "confidence": round(self.confidence, 4),
+            "category_confidence": None
+            if self.category_confidence is None
+            else round(self.category_confidence, 4),
+            "ranking": [[lab, round(p, 4)] for lab, p in self.ranking],
+            "fallback": self.fallback,
+            "entities": [e.to_dict() for e in self.entities],
+            "language": self.language,
+            "rule": self.rule,
+        }
+
+
+@dataclass
+class Engine:
+    """The pieces a Parser needs (built once per data file)."""
+
+    intent_model: LinearModel
+    category_model: LinearModel | None
+    labels: list[str]
+    meta: dict
+    normalizer: Normalizer
+    tickets: TicketFinder
+    gazetteer: Gazetteer
+    places: PlaceFinder
+    language: LanguageDetector
+    synonyms: dict[str, str] = field(default_factory=dict)
+
+
+def _hash_inputs(nlu_bytes: bytes, lexicon_dir: Path | None, places: object, prefix: str) -> str:
+    h = hashlib.sha256()
+    h.update(ENGINE_VERSION.encode())
+    # The engine's own code is part of the version: a changed rule or feature retrains.
+    for src in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(src.read_bytes())
+    h.update(json.dumps(TRAIN_OPTIONS, sort_keys=True).encode())
+    h.update(nlu_bytes)
+    if lexicon_dir is not None:
+        for name in ("indocollex_informal_formal.tsv", "overrides.tsv"):
+            p = lexicon_dir / name
+            if p.exists():
+                h.update(name.encode())
+                h.update(p.read_bytes())
+    h.update(json.dumps(places, sort_keys=True, ensure_ascii=False).encode())
+    h.update(prefix.encode())
+    return h.hexdigest()
+
+
+def _find_lexicon_dir(nlu_path: Path) -> Path | None:
+    for base in (nlu_path.parent, *nlu_path.resolve().parents, Path.cwd() / "data"):
+        cand = base / "lexicon"
+        if (cand / "overrides.tsv").exists() or (cand / "indocollex_informal_formal.tsv").exists():
+            return cand
+    return None
+
+
+class Parser:
+    """Turn a message into a Parse.
+
+    `threshold`: a Parse whose confidence (of its intent) is below it has `fallback=True`, so the
+    conversation asks instead of guessing.
+    """
+
+    def __init__(self, engine: Engine, *, threshold: float = DEFAULT_THRESHOLD) -> None:
+        self.engine = engine
+        self.threshold = threshold
+        self.labels = list(engine.labels)
+        self.intents = list(engine.intent_model.labels)
+        cm = engine.category_model
+        self.categories = list(cm.labels) if cm is not None else []
+        # Each label's (intent index, category index or -1), for the label ranking.
+        self._label_parts = [
+            (
+                self.intents.index(lab.split("/", 1)[0]),
+                self.categories.index(lab.split("/", 1)[1]) if "/" in lab else -1,
+            )
+            for lab in self.labels
+            if lab.split("/", 1)[0] in self.intents
+            and ("/" not in lab or lab.split("/", 1)[1] in self.categories)
+        ]
+        self._label_names = [
+            lab
+            for lab in self.labels
+            if lab.split("/", 1)[0] in self.intents
+            and ("/" not in lab or lab.split("/", 1)[1] in self.categories)
+        ]
+        self._li = np.asarray([a for a, _ in self._label_parts], dtype=np.int64)
+        self._lc = np.asarray([b for _, b in self._label_parts], dtype=np.int64)
+        self.info: dict = dict(engine.meta.get("train", {}))
+
+    def canonical(self, etype: str, value: str) -> str:
+        """Map a kecamatan/kelurahan name (any variant) to its canonical name."""
+        hit = self.engine.gazetteer.index.get(place_key(value))
+        if hit and etype in hit:
+            return hit[etype]
+        return value
+
+    # -------------------------------------------------------------- entities
+
+    def entities(self, text: str) -> list[Entity]:
+        """Find all entities (ticket numbers, phone, NIK, wilayah, lokasi) in raw text."""
+        eng = self.engine
+        found = eng.tickets.find(text)
+        for ent in find_personal(text):
+            if not any(f.start < ent.end and ent.start < f.end for f in found):
+                found.append(ent)
+        taken = [(e.start, e.end) for e in found]
+        wilayah = eng.gazetteer.find(text, taken)
+        lokasi, absorbed = eng.places.find_with_places(
+            text, taken, [(w.start, w.end) for w in wilayah]
+        )
+        wilayah = [w for w in wilayah if (w.start, w.end) not in absorbed]
+        found.extend(wilayah)
+        found.extend(lokasi)
+        return sorted(found, key=lambda e: (e.start, e.end))
+
+    # -------------------------------------------------------------- classification
+
+    def classifier_tokens(self, text: str, ents: list[Entity]) -> list[str]:
+        """Normalised tokens, with ticket numbers and personal data as placeholders."""
+        parts: list[str] = []
+        pos = 0
+        for e in ents:
+            ph = PLACEHOLDERS.get(e.type)
+            if ph is None:
+                continue
+            parts.append(text[pos : e.start])
+            parts.append(f" {ph} ")
+            pos = e.end
+        parts.append(text[pos:])
+        return self.engine.normalizer.normalize_tokens("".join(parts))[:MAX_CLASSIFIER_TOKENS]
+
+    def parse(self, text: str) -> Parse:
+        """Understand one message."""
+        if not isinstance(text, str):
+            text = "" if text is None else str(text)
+        ents = self.entities(text)
+        toks = self.classifier_tokens(text, ents)
+        im = self.engine.intent_model
+        vector = im.vectorize(with_raw(toks, text, ents))
+        intent_p = im.proba(toks, vector)
+        cm = self.engine.category_model
+        if cm is None:
+            cat_p = np.zeros(0)
+        elif cm.vocab is im.vocab:
+            cat_p = cm.proba(toks, vector)
+        else:
+            cat_p = cm.proba(toks)
+        probs = intent_p[self._li] * np.where(self._lc >= 0, cat_p[np.maximum(self._lc, 0)], 1.0)
+        order = np.argsort(-probs)
+        ranking = [(self._label_names[i], float(probs[i])) for i in order[:10]]
+        norm = " ".join(toks)
+        if not any(t[:1].isalpha() or ord(t[0]) > 0x2000 for t in toks):
+            return self._empty(text, ents, ranking)
+        rule = None
+        raise_it, lower_it = darurat.judge(norm)
+        best_intent = self.intents[int(np.argmax(intent_p))]
+        confidence = float(intent_p.max())
+        if "darurat" in self.intents:
+            d = self.intents.index("darurat")
+            if raise_it and best_intent != "darurat":
+                rule = "darurat+"
+                best_intent = "darurat"
+                confidence = max(float(intent_p[d]), 0.9)
+            elif (
+                best_intent == "darurat"
+                and not raise_it
+                and (intent_p[d] < DARURAT_MODEL_MIN or (lower_it and intent_p[d] < 0.95))
+            ):
+                rule = "darurat-"
+                masked = intent_p.copy()
+                masked[d] = -1
+                best_intent = self.intents[int(np.argmax(masked))]
+                confidence = float(intent_p[int(np.argmax(masked))] / max(1e-9, 1 - intent_p[d]))
+        category = None
+        category_confidence = None
+        if best_intent in CATEGORY_INTENTS and len(cat_p):
+            k = int(np.argmax(cat_p))
+            category = self.categories[k]
+            category_confidence = float(cat_p[k])
+        label = f"{best_intent}/{category}" if category else best_intent
+        if rule is not None:
+            ranking = [(label, confidence)] + [r for r in ranking if r[0] != label][:9]
+        return Parse(
+            text=text,
+            intent=best_intent,
+            category=category,
+            label=label,
+            confidence=confidence,
+            ranking=ranking,
+            fallback=confidence < self.threshold,
+            entities=ents,
+            language=self.engine.language.detect(text[:LANGUAGE_CHARS]),
+            category_confidence=category_confidence,
+            rule=rule,
+        )
+
+    def _empty(self, text: str, ents: list[Entity], ranking: list) -> Parse:
+        """No words to understand (empty, emoji or digits only): ask, do not guess."""
+        tickets = [e for e in ents if e.type == "nomor_tiket"]
+        intent = "cek_status" if tickets and "cek_status" in self.intents else "luar_topik"
+        if intent not in self.intents:
+            intent = self.intents[0]
+        return Parse(
+            text=text,
+            intent=intent,
+            category=None,
+            label=intent,
+            confidence=0.0,
+            ranking=ranking,
+            fallback=True,
+            entities=ents,
+            language="id",
+        )
+
+
+# ------------------------------------------------------------------ building
+
+
+def with_raw(toks: list[str], text: str, ents: list[Entity]) -> list[str]:
+    """Add the words as written (marked RAW) to the normalised tokens, as classifier input."""
+    parts: list[str] = []
+    pos = 0
+    for e in ents:
+        if e.type in PLACEHOLDERS:
+            parts.append(text[pos : e.start])
+            pos = e.end
+    parts.append(text[pos:])
+    raw = [RAW + t for t in tokens(fold("".join(parts)))[:MAX_CLASSIFIER_TOKENS] if t[0].isalnum()]
+    return toks + raw
+
+
+def _prepare(
+    data: NluData,
+    normalizer: Normalizer,
+    tickets: TicketFinder,
+) -> tuple[list[list[str]], list[str]]:
+    docs: list[list[str]] = []
+    labels: list[str] = []
+    for ex in data.examples:
+        ents = sorted(tickets.find(ex.text) + find_personal(ex.text), key=lambda e: e.start)
+        clean: list[Entity] = []
+        for e in ents:
+            if not any(c.start < e.end and e.start < c.end for c in clean):
+                clean.append(e)
+        parts: list[str] = []
+        pos = 0
+        for e in clean:
+            parts.append(ex.text[pos : e.start])
+            parts.append(f" {PLACEHOLDERS[e.type]} ")
+            pos = e.end
+        parts.append(ex.text[pos:])
+        toks = normalizer.normalize_tokens("".join(parts))[:MAX_CLASSIFIER_TOKENS]
+        docs.append(with_raw(toks, ex.text, clean))
+        labels.append(ex.label)
+    return docs, labels
+
+
+def _wilayah_preferences(data: NluData, places: Mapping) -> dict[str, str]:
+    """For names that are both a kecamatan and a kelurahan, which one the data means when bare."""
+    votes: dict[str, Counter[str]] = {}
+    for ex in data.examples:
+        for a in ex.entities:
+            if a.entity in ("kecamatan", "kelurahan"):
+                votes.setdefault(place_key(a.value), Counter())[a.entity] += 1
+    return {k: c.most_common(1)[0][0] for k, c in votes.items()}
+
+
+def _wilayah_suppressed(data: NluData, places: Mapping) -> list[str]:
+    """Names the training data keeps using for something other than a wilayah.
+
+    A name matched at least twice in training texts and annotated as kecamatan/kelurahan in
+    under a third of those is not matched at all ("Tirta Siak", the water company).
+    """
+    gazetteer = Gazetteer(places)
+    hits: dict[str, Counter[str]] = {}
+    for ex in data.examples:
+        spans = [(a.start, a.end) for a in ex.entities if a.entity in ("kecamatan", "kelurahan")]
+        for ent in gazetteer.find(ex.text):
+            key = place_key(ent.text)
+            c = hits.setdefault(key, Counter())
+            c["n"] += 1
+            if any(s < ent.end and ent.start < e for s, e in spans):
+                c["gold"] += 1
+    return sorted(k for k, c in hits.items() if c["n"] >= 2 and c["gold"] < c["n"] / 3)
+
+
+def build_engine(
+    path: Path,
+    *,
+    places: Mapping | None,
+    ticket_prefix: str,
+    cache_dir: Path,
+    lexicon_dir: Path | None,
+    year: Callable[[], int] = _this_year,
+    log: Callable[[str], None] | None = None,
+    force: bool = False,
+) -> Engine:
+    """Read the data, load the cached model or train a new one, and assemble the engine."""
+    nlu_bytes = path.read_bytes()
+    data = read_nlu(path)
+    lexicon = load_lexicon(lexicon_dir)
+    if places is None:
+        places_map = places_from_lookups(data.lookups, data.synonyms)
+    else:
+        places_map = {k: {c: list(a) for c, a in v.items()} for k, v in places.items()}
+    key = _hash_inputs(nlu_bytes, lexicon_dir, places_map, ticket_prefix)
+    model_path = cache_dir / f"nlu-{key[:24]}.npz"
+    normalizer = Normalizer(lexicon)
+    tickets = TicketFinder(ticket_prefix, year=year)
+    models: dict[str, LinearModel] | None = None
+    meta: dict = {}
+    if model_path.exists() and not force:
+        try:
+            # Only files this engine wrote into its own cache are read, and without pickle.
+            models, meta = load_models(model_path)
+        except (OSError, ValueError, KeyError):
+            models = None
+    if models is None:
+        t0 = time.perf_counter()
+        docs, labels = _prepare(data, normalizer, tickets)
+        if not docs:
+            raise ValueError(f"{path}: no training examples")
+        intents = [lab.split("/", 1)[0] for lab in labels]
+        if len(set(intents)) < 2:
+            raise ValueError(f"{path}: needs at least two intents to train")
+        models = {"intent": train(docs, intents, **TRAIN_OPTIONS["intent"])}
+        cat_docs = [d for d, lab in zip(docs, labels, strict=True) if "/" in lab]
+        cats = [lab.split("/", 1)[1] for lab in labels if "/" in lab]
+        if len(set(cats)) >= 2:
+            models["category"] = train(
+                cat_docs, cats, vectorizer=models["intent"].vectorizer, **TRAIN_OPTIONS["category"]
+            )
+            # One vectorisation serves both models at parse time.
+            models["category"].vocab = models["intent"].vocab
+            models["category"].idf = models["intent"].idf
+        gaz_keys = set()
+        for table in places_map.values():
+            for canonical, aliases in table.items():
+                gaz_keys.update(place_key(n) for n in (canonical, *aliases))
+        lokasi_examples = [
+            (ex.text, [(a.start, a.end) for a in ex.entities if a.entity == "lokasi"])
+            for ex in data.examples
+        ]
+        inside, outside, names = PlaceFinder.learn(lokasi_examples)
+        names = [n for n in names if place_key(n) not in gaz_keys]
+        vocab = Counter(t for d in docs for t in d)
+        suppress = _wilayah_suppressed(data, places_map)
+        meta = {
+            "wilayah_suppress": suppress,
+            "labels": sorted(set(labels)),
+            "lokasi_inside": dict(inside),
+            "lokasi_outside": dict(outside),
+            "lokasi_names": names,
+            "wilayah_prefer": _wilayah_preferences(data, places_map),
+            "vocab": sorted(t for t, c in vocab.items() if c >= 2 and t.isalpha()),
+            "train": {
+                "examples": len(docs),
+                "labels": len(set(labels)),
+                "seconds": round(time.perf_counter() - t0, 2),
+                "data_hash": key,
+                "model_file": str(model_path),
+                "engine_version": ENGINE_VERSION,
+            },
+        }
+        save_models(model_path, models, meta)
+        if log:
+            log(
+                f"trained {len(set(labels))} labels on {len(docs)} examples "
+                f"in {time.perf_counter() - t0:.1f} s -> {model_path}"
+            )
+    common = set(normalizer.known) | set(lexicon)
+    gazetteer = Gazetteer(
+        places_map,
+        common_words=common,
+        prefer=meta.get("wilayah_prefer", {}),
+        suppress=meta.get("wilayah_suppress", []),
+    )
+    finder = PlaceFinder(
+        Counter(meta.get("lokasi_inside", {})),
+        Counter(meta.get("lokasi_outside", {})),
+        meta.get("lokasi_names", []),
+        common_words=frozenset(common),
+    )
+    id_words = set(lexicon) | set(normalizer.known)
+    language = LanguageDetector(id_words)
+    return Engine(
+        intent_model=models["intent"],
+        category_model=models.get("category"),
+        labels=list(meta.get("labels", [])),
+        meta=meta,
+        normalizer=normalizer,
+        tickets=tickets,
+        gazetteer=gazetteer,
+        places=finder,
+        language=language,
+        synonyms=data.synonyms,
+    )
+
+
+def load(
+    path: str | Path,
+    *,
+    places: Mapping | None = None,
+    ticket_prefix: str = "PKU",
+    cache_dir: str | Path | None = None,
+    lexicon_dir: str | Path | None = None,
+    threshold: float = DEFAULT_THRESHOLD,
+    year: Callable[[], int] | None = None,
+    log: Callable[[str], None] | None = None,
+    force: bool = False,
+) -> Parser:
+    """Load the engine for a Rasa NLU YAML file, training it when its data changed.
+
+    The model file lives in `cache_dir` (default `var/nlu`), named by a hash of the data,
+    the lexicon, the places, the ticket prefix and the engine version.
+    """
+    p = Path(path)
+    cache = Path(cache_dir) if cache_dir is not None else Path("var") / "nlu"
+    lex = Path(lexicon_dir) if lexicon_dir is not None else _find_lexicon_dir(p)
+    engine = build_engine(
+        p,
+        places=places,
+        ticket_prefix=ticket_prefix,
+        cache_dir=cache,
+        lexicon_dir=lex,
+        year=year or _this_year,
+        log=log,
+        force=force,
+    )
+    return Parser(engine, threshold=threshold)
+
+
+__all__ = ["Parse", "Parser", "Entity", "load", "fold", "tokens"]
