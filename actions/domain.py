@@ -55,6 +55,7 @@ class EventKind(StrEnum):
     REROUTED = "rerouted"
     ASSIGNED = "assigned"
     RATING = "rating"
+    FOLLOWED = "followed"
 
 
 class Audience(StrEnum):

@@ -42,8 +42,12 @@ def revision(engine: Engine, message: str) -> None:
         command.revision(cfg, message=message, autogenerate=True)
 
 
+def head() -> str:
+    """Return the newest schema revision the code knows."""
+    return ScriptDirectory.from_config(_config()).get_current_head() or ""
+
+
 def current(engine: Engine) -> tuple[str | None, str]:
     """Return the database's revision and the newest one the code knows."""
-    head = ScriptDirectory.from_config(_config()).get_current_head() or ""
     with engine.connect() as connection:
-        return MigrationContext.configure(connection).get_current_revision(), head
+        return MigrationContext.configure(connection).get_current_revision(), head()

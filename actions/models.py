@@ -228,6 +228,10 @@ class Ticket(Base):
     first_response_at: Mapped[datetime | None]
     resolved_at: Mapped[datetime | None]
     closed_at: Mapped[datetime | None]
+    # When the SLA job told someone about this ticket: each happens once (actions/sla.py).
+    sla_reminded_at: Mapped[datetime | None]
+    sla_first_response_escalated_at: Mapped[datetime | None]
+    sla_resolution_escalated_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     # Bumped on every change: two officers changing one ticket at once cannot both win.
@@ -298,8 +302,42 @@ class Outbox(Base):
     attempts: Mapped[int] = mapped_column(default=0)
     last_error: Mapped[str] = mapped_column(Text, default="")
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # A dispatcher leases a row before sending it, so two dispatchers never send it both.
+    claimed_by: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    claimed_until: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None]
+
+
+class TicketFollower(Base):
+    """A resident who joined a ticket ("Ikut laporan ini") and hears its updates."""
+
+    __tablename__ = "ticket_follower"
+
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"), primary_key=True)
+    resident_id: Mapped[int] = mapped_column(ForeignKey("resident.id"), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Conversation(Base):
+    """Where a resident is in a conversation (a form in progress), kept across restarts."""
+
+    __tablename__ = "conversation"
+
+    resident_id: Mapped[int] = mapped_column(ForeignKey("resident.id"), primary_key=True)
+    state: Mapped[str] = mapped_column(String(40), default="idle")
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)  # set by each turn's clock
+
+
+class ProcessedUpdate(Base):
+    """A platform update already handled: a redelivery is dropped."""
+
+    __tablename__ = "processed_update"
+
+    channel: Mapped[str] = mapped_column(String(20), primary_key=True)
+    update_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    processed_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
 
 @event.listens_for(Session, "before_flush")

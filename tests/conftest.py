@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from actions import migrate
 from actions.city import LoadedCity, load_city_file, sync_city
 from actions.db import make_engine, make_session_factory
-from actions.models import Base
+from actions.domain import Privacy, TicketKind
+from actions.models import Area, Base, Resident, Ticket
+from actions.people import get_or_create_resident
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "data"
@@ -113,6 +116,48 @@ def loaded(engine: Engine, city: LoadedCity) -> Engine:
 def session(loaded: Engine) -> Iterator[Session]:
     with make_session_factory(loaded)() as s:
         yield s
+
+
+# A Monday in WIB working hours, with no holiday near.
+MONDAY = datetime(2026, 11, 2, 3, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def resident(session: Session) -> Resident:
+    return get_or_create_resident(
+        session, channel="telegram", platform_user_id="5001", display_name="Siti"
+    )
+
+
+@pytest.fixture
+def make_ticket(session: Session, city: LoadedCity, resident: Resident) -> Callable[..., Ticket]:
+    from actions.tickets import create_ticket
+
+    def make(
+        category: str = "jalan",
+        kelurahan: str | None = None,
+        kind: TicketKind = TicketKind.LAPOR,
+        reporter: Resident | None = None,
+        now: datetime = MONDAY,
+    ) -> Ticket:
+        area = None
+        if kelurahan is not None:
+            area = session.scalar(select(Area).where(Area.name == kelurahan))
+            assert area is not None, kelurahan
+        return create_ticket(
+            session,
+            city=city.config,
+            reporter=reporter or resident,
+            kind=kind,
+            category_code=category,
+            description="jalan berlubang besar, hati-hati 0812-3456-7890",
+            location_text="Jl. Garuda Sakti km 2",
+            area=area,
+            privacy=Privacy.BIASA,
+            now=now,
+        )
+
+    return make
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -8,12 +8,14 @@ from collections.abc import Iterator
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect, text
+from sqlalchemy import insert, inspect, select, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
 
 from actions import migrate
 from actions.db import make_engine
-from actions.models import Base
+from actions.domain import EventKind
+from actions.models import Base, TicketEvent, utcnow
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -49,3 +51,25 @@ def test_upgrade_builds_the_models_schema_and_downgrade_removes_it(empty_url):
         assert set(Base.metadata.tables) <= set(inspect(engine).get_table_names())
     finally:
         engine.dispose()
+
+
+def test_the_migrated_schema_accepts_every_event_kind_and_refuses_others(session, make_ticket):
+    ticket = make_ticket()
+    session.commit()
+    table = TicketEvent.__table__
+    row = {"ticket_id": ticket.id, "body": "", "data": {}, "created_at": utcnow()}
+    for kind in EventKind:
+        session.execute(insert(table).values(**row, kind=kind.value))
+    session.commit()
+    stored = set(session.scalars(select(table.c.kind).where(table.c.ticket_id == ticket.id)))
+    assert stored == {k.value for k in EventKind}
+    with pytest.raises(IntegrityError):  # the CHECK constraint, below the ORM's own check
+        session.execute(
+            text(
+                "INSERT INTO ticket_event (ticket_id, kind, body, data, created_at) "
+                "VALUES (:t, 'bogus', '', '{}', :c)"
+            ),
+            {"t": ticket.id, "c": utcnow()},
+        )
+        session.commit()
+    session.rollback()
