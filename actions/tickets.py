@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, joinedload
@@ -36,6 +37,7 @@ from actions.models import (
     RoutingRule,
     Ticket,
     TicketEvent,
+    TicketFollower,
     TicketPhoto,
     TicketSequence,
     utcnow,
@@ -134,6 +136,7 @@ def _queue(
     ticket: Ticket,
     template: str,
     *,
+    now: datetime,
     audience: Audience,
     resident_id: int | None = None,
     agency_id: int | None = None,
@@ -147,8 +150,40 @@ def _queue(
             ticket_id=ticket.id,
             template=template,
             params={"number": ticket.number, **params},
+            created_at=now,
+            next_attempt_at=now,
         )
     )
+
+
+def audience_of(session: Session, ticket: Ticket) -> list[int]:
+    """Return the residents who hear a ticket's updates: its reporter, then its followers."""
+    followers = session.scalars(
+        select(TicketFollower.resident_id)
+        .where(TicketFollower.ticket_id == ticket.id)
+        .order_by(TicketFollower.created_at, TicketFollower.resident_id)
+    )
+    return [ticket.reporter_id, *(r for r in followers if r != ticket.reporter_id)]
+
+
+def follow_ticket(session: Session, *, ticket: Ticket, resident: Resident) -> bool:
+    """Let a resident join a ticket ("Ikut laporan ini"); return False if already following."""
+    if resident.id == ticket.reporter_id or session.get(TicketFollower, (ticket.id, resident.id)):
+        return False
+    session.add(TicketFollower(ticket_id=ticket.id, resident_id=resident.id))
+    session.add(TicketEvent(ticket_id=ticket.id, kind=EventKind.FOLLOWED, actor_id=resident.id))
+    session.flush()
+    return True
+
+
+def reporter_count(session: Session, ticket: Ticket) -> int:
+    """Count the residents behind a ticket: the reporter and everyone who joined."""
+    followers = session.scalar(
+        select(func.count())
+        .select_from(TicketFollower)
+        .where(TicketFollower.ticket_id == ticket.id)
+    )
+    return 1 + (followers or 0)
 
 
 def create_ticket(
@@ -282,31 +317,59 @@ def transition(
         )
         session.add(event)
         if notify:
-            _queue(
-                session,
-                ticket,
-                f"ticket.status.{to_status.value}",
-                audience=Audience.RESIDENT,
-                resident_id=ticket.reporter_id,
-                status=to_status.value,
-                note=note,
-                agency=ticket.agency.short_name if ticket.agency else "",
-            )
+            for resident_id in audience_of(session, ticket):
+                if actor is not None and resident_id == actor.id:
+                    continue  # they did it: the reply to their own message says so
+                _queue(
+                    session,
+                    ticket,
+                    f"ticket.status.{to_status.value}",
+                    now=now,
+                    audience=Audience.RESIDENT,
+                    resident_id=resident_id,
+                    status=to_status.value,
+                    note=note,
+                    agency=ticket.agency.short_name if ticket.agency else "",
+                )
         if action in (Action.ROUTE, Action.REROUTE) and agency is not None:
             _queue(
                 session,
                 ticket,
                 "agency.ticket_routed",
+                now=now,
                 audience=Audience.AGENCY,
                 agency_id=agency.id,
                 category=ticket.category.code,
                 kind=ticket.kind.value,
+                description=ticket.description[:200],
+                buttons=[
+                    [
+                        ["button.take", f"officer:take:{ticket.number}"],
+                        ["button.reply", f"officer:reply:{ticket.number}"],
+                        ["button.view", f"officer:view:{ticket.number}"],
+                    ]
+                ],
+            )
+        if action is Action.RESOLVE and notify:
+            # "Apakah masalahnya sudah beres?": stars close it, "belum beres" reopens it.
+            _queue(
+                session,
+                ticket,
+                "ticket.ask_rating",
+                now=now,
+                audience=Audience.RESIDENT,
+                resident_id=ticket.reporter_id,
+                buttons=[
+                    [[f"button.stars_{n}", f"rate:{ticket.number}:{n}"] for n in range(1, 6)],
+                    [["button.not_fixed", f"reopen:{ticket.number}"]],
+                ],
             )
         if action is Action.REOPEN and ticket.assignee_id is not None:
             _queue(
                 session,
                 ticket,
                 "officer.ticket_reopened",
+                now=now,
                 audience=Audience.OFFICER,
                 resident_id=ticket.assignee_id,
                 note=note,
@@ -352,3 +415,89 @@ def list_tickets(
             raise NotFound(f"no agency with code {agency_code!r}")
         stmt = stmt.where(Ticket.agency_id == agency_id)
     return list(session.scalars(stmt))
+
+
+def find_similar(
+    session: Session,
+    *,
+    category_code: str,
+    area: Area | None,
+    latitude: float | None,
+    longitude: float | None,
+    now: datetime,
+    days: int = 30,
+    radius_m: float = 300.0,
+    exclude_reporter: int | None = None,
+) -> Ticket | None:
+    """Return the newest open ticket of a category in the same kelurahan, or near the pin.
+
+    Near means within `radius_m` when both have coordinates; only the last `days` count.
+    """
+    if area is None and (latitude is None or longitude is None):
+        return None
+    stmt = (
+        select(Ticket)
+        .join(Ticket.category)
+        .where(
+            Category.code == category_code,
+            Ticket.status.in_([s.value for s in OPEN_STATUSES]),
+            Ticket.created_at >= now - timedelta(days=days),
+        )
+        .order_by(Ticket.created_at.desc())
+        .limit(50)
+    )
+    if exclude_reporter is not None:
+        stmt = stmt.where(Ticket.reporter_id != exclude_reporter)
+    near = []
+    if latitude is not None and longitude is not None:
+        # A bounding box the index can narrow, then the exact distance.
+        dlat = radius_m / 111_320
+        dlon = radius_m / (111_320 * max(math.cos(math.radians(latitude)), 0.01))
+        near.append(
+            Ticket.latitude.between(latitude - dlat, latitude + dlat)
+            & Ticket.longitude.between(longitude - dlon, longitude + dlon)
+        )
+    if area is not None:
+        near.append(Ticket.area_id == area.id)
+    for ticket in session.scalars(stmt.where(or_(*near))):
+        if area is not None and ticket.area_id == area.id:
+            return ticket
+        if (
+            latitude is not None
+            and ticket.latitude is not None
+            and distance_m(latitude, longitude, ticket.latitude, ticket.longitude) <= radius_m
+        ):
+            return ticket
+    return None
+
+
+def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Great-circle distance in metres (haversine)."""
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    h = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * 6_371_000 * math.asin(math.sqrt(h))
+
+
+def visible_ticket(session: Session, *, number: str, resident: Resident) -> Ticket | None:
+    """Return a ticket only to its reporter or a follower; None says nothing about existence."""
+    ticket = session.scalar(select(Ticket).where(Ticket.number == number.strip().upper()))
+    if ticket is None:
+        return None
+    if ticket.reporter_id == resident.id or session.get(TicketFollower, (ticket.id, resident.id)):
+        return ticket
+    return None
+
+
+def tickets_of(session: Session, *, resident: Resident, limit: int = 5) -> list[Ticket]:
+    """Return a resident's own and followed tickets, the most recently changed first."""
+    followed = select(TicketFollower.ticket_id).where(TicketFollower.resident_id == resident.id)
+    return list(
+        session.scalars(
+            select(Ticket)
+            .where(or_(Ticket.reporter_id == resident.id, Ticket.id.in_(followed)))
+            .options(joinedload(Ticket.agency))
+            .order_by(Ticket.updated_at.desc(), Ticket.id.desc())
+            .limit(limit)
+        )
+    )

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from sqlalchemy import Engine, func, select
@@ -21,6 +21,9 @@ from actions.models import Agency, Area, Category, RoutingRule, Ticket, TicketEv
 from actions.people import add_officer, list_officers, remove_officer
 from actions.settings import Settings
 from actions.tickets import get_ticket, list_tickets
+
+if TYPE_CHECKING:
+    from bot.app import Runtime
 
 
 class App:
@@ -316,18 +319,142 @@ def _when(value: Any) -> str:
     return f"{value:%Y-%m-%d %H:%M}Z" if value is not None else "-"
 
 
+def _runtime(app: App) -> Runtime:
+    from bot.app import Runtime
+
+    return Runtime(app.settings)
+
+
+@cli.command()
+@click.option(
+    "--user",
+    "user_id",
+    default="warga",
+    show_default=True,
+    help="Who you are in the chat (an officer's id makes you that officer).",
+)
+@click.option("--name", default="", help="Display name.")
+@click.option(
+    "--channel",
+    default="console",
+    show_default=True,
+    help="Channel of that id (e.g. telegram, to act as a Telegram user).",
+)
+@pass_app
+def chat(app: App, user_id: str, name: str, channel: str) -> None:
+    """Chat with the bot in the terminal (reads lines from standard input when piped)."""
+    _chat(_runtime(app), user_id=user_id, name=name, channel=channel)
+
+
+def _chat(runtime: Runtime, *, user_id: str, name: str, channel: str) -> None:
+    import sys
+
+    from bot.channels.console import ConsoleChat
+
+    runtime.prepare_database()
+    console = ConsoleChat(
+        runtime.assistant, user_id=user_id, display_name=name, out=sys.stdout, channel=channel
+    )
+    interactive = sys.stdin.isatty()
+    if interactive:
+        click.echo(f"{runtime.city.config.name} — Suara Warga (Ctrl-D to quit)")
+        console.say("/start")
+    console.run(sys.stdin, interactive=interactive)
+
+
 @cli.command()
 @pass_app
 def run(app: App) -> None:
-    """Start the bot on this deployment's settings (prepares the database first)."""
-    migrate.upgrade(app.engine)
-    with app.session() as session:
-        sync_city(session, city=app.city)
-    click.echo(
-        f"{app.city.config.name}: database ready at {app.engine.url.render_as_string()}. "
-        "The chat channels are not part of this version yet; "
-        "'warga --help' lists what you can do now."
+    """Start the bot: Telegram when TELEGRAM_BOT_TOKEN is set, else the terminal chat."""
+    runtime = _runtime(app)
+    if app.settings.telegram_bot_token is None:
+        _chat(runtime, user_id="warga", name="", channel="console")
+        return
+    from bot.channels.telegram import run_polling
+
+    runtime.prepare_database()
+    run_polling(
+        runtime.assistant,
+        token=app.settings.telegram_bot_token.get_secret_value(),
+        api_url=app.settings.telegram_api_url,
     )
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=int)
+@click.option(
+    "--public-url",
+    envvar="WARGA_PUBLIC_URL",
+    help="Public https URL of this server; the Telegram webhook is registered there.",
+)
+@pass_app
+def serve(app: App, host: str, port: int, public_url: str | None) -> None:
+    """Serve the webhooks (Telegram) as a web app; several processes may share one database."""
+    import uvicorn
+
+    from bot.web import create_app
+
+    s = app.settings
+    if s.telegram_bot_token is None or s.telegram_webhook_secret is None:
+        raise click.ClickException(
+            "serving needs TELEGRAM_BOT_TOKEN and TELEGRAM_WEBHOOK_SECRET in the environment"
+        )
+    runtime = _runtime(app)
+    runtime.prepare_database()
+    web = create_app(
+        runtime.assistant,
+        telegram_token=s.telegram_bot_token.get_secret_value(),
+        telegram_secret=s.telegram_webhook_secret.get_secret_value(),
+        telegram_api_url=s.telegram_api_url,
+        public_url=public_url,
+    )
+    uvicorn.run(web, host=host, port=port, log_level="info")
+
+
+@cli.group(cls=_Group)
+def sla() -> None:
+    """The SLA clock (it also runs every 5 minutes inside 'warga run' and 'warga serve')."""
+
+
+@sla.command("check")
+@pass_app
+def sla_check(app: App) -> None:
+    """Remind assignees and escalate overdue tickets once; safe to run from cron."""
+    from actions.models import utcnow
+    from actions.sla import run_sla_check
+
+    with app.session() as session:
+        result = run_sla_check(session, city=app.city.config, now=utcnow())
+    click.echo(
+        f"reminded {len(result.reminded)}, first response escalated "
+        f"{len(result.escalated_first_response)}, resolution escalated "
+        f"{len(result.escalated_resolution)}"
+    )
+
+
+def _nlu_options(app: App) -> dict[str, Any]:
+    s = app.settings
+    return {
+        "path": s.warga_data_dir / "nlu.yml",
+        "taxonomy": s.warga_data_dir / "taxonomy.yml",
+        "places": app.city.places(),
+        "ticket_prefix": app.city.config.ticket_prefix,
+        "cache_dir": s.warga_var_dir / "nlu",
+        "lexicon_dir": s.warga_data_dir / "lexicon",
+    }
+
+
+def _add_nlu_group() -> None:
+    from nlu.cli import build_group
+
+    def options() -> dict[str, Any]:
+        return _nlu_options(click.get_current_context().find_object(App))
+
+    cli.add_command(build_group(options))
+
+
+_add_nlu_group()
 
 
 def main() -> None:

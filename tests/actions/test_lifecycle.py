@@ -17,7 +17,7 @@ from actions.domain import (
 )
 from actions.models import Agency, Outbox, Resident, Ticket, TicketEvent
 from actions.people import get_or_create_resident
-from actions.tickets import TRANSITIONS, Action, transition
+from actions.tickets import TRANSITIONS, Action, follow_ticket, transition
 
 S = TicketStatus
 # A path of legal actions that brings a fresh (routed) ticket to each status.
@@ -73,13 +73,15 @@ def test_a_new_ticket_is_routed_to_its_agency_with_its_history(session, make_tic
 
 
 @pytest.mark.parametrize(("action", "start"), LEGAL, ids=[f"{a}-from-{s}" for a, s in LEGAL])
-def test_every_legal_transition_records_an_event_and_tells_the_resident(
+def test_every_legal_transition_records_an_event_and_tells_the_residents(
     session, make_ticket, action, start
 ):
     ticket = make_ticket()
+    follower = get_or_create_resident(session, channel="telegram", platform_user_id="5002")
+    follow_ticket(session, ticket=ticket, resident=follower)
     _bring_to(session, ticket, start)
     session.commit()
-    events, outbox = _count(session, TicketEvent), _count(session, Outbox)
+    events, last = _count(session, TicketEvent), session.scalar(select(func.max(Outbox.id)))
     args = _args(session, ticket, action)
 
     event = transition(session, ticket, action, **args)
@@ -89,13 +91,17 @@ def test_every_legal_transition_records_an_event_and_tells_the_resident(
     assert (event.from_status, event.to_status) == (start, ticket.status)
     assert event.actor_id == args["actor"].id
     assert _count(session, TicketEvent) == events + 1
-    to_resident = session.scalars(
-        select(Outbox).where(Outbox.audience == Audience.RESIDENT).order_by(Outbox.id.desc())
-    ).first()
-    assert to_resident.resident_id == ticket.reporter_id
-    assert to_resident.template == f"ticket.status.{ticket.status.value}"
-    assert to_resident.params["number"] == ticket.number
-    assert _count(session, Outbox) > outbox
+    told = session.scalars(
+        select(Outbox).where(
+            Outbox.audience == Audience.RESIDENT,
+            Outbox.template == f"ticket.status.{ticket.status.value}",
+            Outbox.id > last,
+        )
+    ).all()
+    # The reporter and the follower hear it, except whoever did it (the reporter reopening).
+    expected = {ticket.reporter_id, follower.id} - {args["actor"].id}
+    assert {row.resident_id for row in told} == expected
+    assert all(row.params["number"] == ticket.number for row in told)
 
 
 @pytest.mark.parametrize(("action", "start"), ILLEGAL, ids=[f"{a}-from-{s}" for a, s in ILLEGAL])
@@ -238,3 +244,14 @@ def test_two_sessions_changing_one_ticket_cannot_both_win(loaded, session, make_
         b.rollback()
     session.refresh(ticket)
     assert ticket.status is S.IN_PROGRESS
+
+
+def test_resolving_asks_the_reporter_for_a_rating_with_stars_and_not_fixed(session, make_ticket):
+    ticket = make_ticket()
+    transition(session, ticket, Action.RESOLVE, actor=_officer(session), note="sudah ditambal")
+    session.commit()
+    (ask,) = session.scalars(select(Outbox).where(Outbox.template == "ticket.ask_rating"))
+    assert ask.resident_id == ticket.reporter_id
+    stars, not_fixed = ask.params["buttons"]
+    assert [payload for _, payload in stars] == [f"rate:{ticket.number}:{n}" for n in range(1, 6)]
+    assert not_fixed == [["button.not_fixed", f"reopen:{ticket.number}"]]

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from actions import migrate
 from actions.city import load_city_file
 from actions.db import make_engine, make_session_factory
 from actions.domain import Privacy, TicketKind
@@ -24,7 +25,11 @@ WARGA = Path(sys.executable).parent / "warga"
 
 @pytest.fixture
 def env(tmp_path) -> dict[str, str]:
-    return {"DATABASE_URL": f"sqlite:///{tmp_path / 'cli.sqlite3'}", "WARGA_CITY": "pekanbaru"}
+    return {
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'cli.sqlite3'}",
+        "WARGA_CITY": "pekanbaru",
+        "WARGA_VAR_DIR": str(tmp_path / "var"),
+    }
 
 
 def warga(env: dict[str, str], *args: str, ok: bool = True) -> str:
@@ -46,7 +51,7 @@ def test_every_command_group_has_help(env):
 
 
 def test_db_upgrade_then_city_load_twice_gives_the_same_counts(env):
-    assert "schema revision 0001" in warga(env, "db", "upgrade")
+    assert f"schema revision {migrate.head()}" in warga(env, "db", "upgrade")
     first = warga(env, "city", "load")
     assert "99 areas, 21 agencies, 17 categories, 20 routing rules" in first
     assert warga(env, "city", "load").split("loaded")[1] == first.split("loaded")[1]
@@ -144,7 +149,16 @@ def test_a_broken_city_file_is_one_line_without_traceback(tmp_path, env):
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
-def test_run_prepares_a_fresh_database_by_itself(env):
-    out = warga(env, "run")
-    assert "Kota Pekanbaru" in out
-    assert "20 routing rules" in warga(env, "city", "load")
+def test_run_without_a_telegram_token_chats_in_the_terminal_on_a_fresh_database(env):
+    result = CliRunner().invoke(
+        cli, ["run"], env=env, input="halo\nterima kasih\n", catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output
+    assert "> halo" in result.output and "Kota Pekanbaru" in result.output
+    assert "Sama-sama" in result.output
+    assert "20 routing rules" in warga(env, "city", "load")  # it migrated and loaded the city
+
+
+def test_the_sla_clock_runs_once_from_the_command_line(ready):
+    out = warga(ready, "sla", "check")
+    assert out.strip() == "reminded 0, first response escalated 0, resolution escalated 0"

@@ -1,0 +1,155 @@
+"""Conversation benchmark: messages per second through the conversation core, in one process.
+
+    python benchmarks/conversation.py [--residents 1000] [--postgres URL | --postgres '']
+
+1,000 simulated residents each greet, report a problem through to its ticket number
+(description with a place, skip the photo, privacy, send), check their reports and say
+thanks: 7 messages each, interleaved at random. Everything is real: the NLU trained from
+data/, the store (SQLite file, then a scratch PostgreSQL database), the FAQ and responses.
+Prints messages/s and p50/p99 reply latency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+# benchmarks/nlu.py sits beside this file: keep the folder off the path so `nlu` is the package.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent]
+
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+import nlu
+from actions import migrate
+from actions.city import load_city_file, sync_city
+from actions.db import make_engine, make_session_factory
+from bot.app import build_faq
+from bot.conversation import Assistant
+from bot.messages import Incoming
+from bot.responses import Responses
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "data"
+STREETS = [
+    "Jl. Paus",
+    "Jl. Durian",
+    "Jl. Delima",
+    "Jl. Garuda Sakti",
+    "Jl. Kaharuddin Nasution",
+    "Jl. Tuanku Tambusai",
+    "Jl. Harapan Raya",
+    "Jl. Arifin Ahmad",
+]
+PROBLEMS = [
+    "jalan berlubang besar",
+    "sampah numpuk ga diangkut",
+    "lampu jalan mati",
+    "drainase tersumbat, air meluap",
+    "kabel menjuntai rendah",
+]
+
+
+def script(i: int, rng: random.Random) -> list[tuple[str, str | None]]:
+    """One resident's messages: (text, button payload)."""
+    problem, street = rng.choice(PROBLEMS), rng.choice(STREETS)
+    return [
+        ("halo min", None),
+        (f"{problem} di {street} no {rng.randint(1, 200)}, tolong min", None),
+        ("", "photo:skip"),
+        ("", "privacy:anonim"),
+        ("", "confirm:send"),
+        ("laporan saya", None),
+        ("makasih min", None),
+    ]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def run(url: str, label: str, residents: int, parser, city, responses, faq) -> None:
+    engine = make_engine(url)
+    migrate.upgrade(engine)
+    sessions = make_session_factory(engine)
+    with sessions.begin() as s:
+        sync_city(s, city=city)
+    assistant = Assistant(city=city, nlu=parser, responses=responses, faq=faq, sessions=sessions)
+    rng = random.Random(11)
+    queues = {i: script(i, rng) for i in range(residents)}
+    order = [i for i, msgs in queues.items() for _ in msgs]
+    rng.shuffle(order)
+    # Keep each resident's messages in their own order while interleaving residents.
+    position = dict.fromkeys(queues, 0)
+    latencies: list[float] = []
+    start = time.perf_counter()
+    for n, i in enumerate(order):
+        msg, payload = queues[i][position[i]]
+        position[i] += 1
+        incoming = Incoming(
+            channel="bench", user_id=str(i), update_id=str(n), text=msg, payload=payload
+        )
+        t0 = time.perf_counter()
+        replies = assistant.handle(incoming)
+        latencies.append((time.perf_counter() - t0) * 1000)
+        assert replies, (msg, payload)
+    elapsed = time.perf_counter() - start
+    with engine.connect() as conn:
+        tickets = conn.execute(text("select count(*) from ticket")).scalar()
+    engine.dispose()
+    print(
+        f"{label}: {len(order)} messages from {residents} residents in {elapsed:.1f} s: "
+        f"{len(order) / elapsed:.0f} messages/s; reply latency p50 "
+        f"{statistics.median(latencies):.1f} ms, p99 {percentile(latencies, 0.99):.1f} ms; "
+        f"{tickets} tickets"
+    )
+
+
+def main() -> None:
+    parser_ = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser_.add_argument("--residents", type=int, default=1000)
+    parser_.add_argument("--postgres", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    args = parser_.parse_args()
+    city = load_city_file(DATA / "cities" / "pekanbaru.yml")
+    responses = Responses.load(DATA / "responses")
+    faq = build_faq(DATA, city)
+    with tempfile.TemporaryDirectory() as tmp:
+        parser = nlu.load(
+            DATA / "nlu.yml",
+            places=city.places(),
+            ticket_prefix="PKU",
+            cache_dir=Path(tmp) / "nlu",
+            lexicon_dir=DATA / "lexicon",
+        )
+        run(
+            f"sqlite:///{tmp}/bench.sqlite3",
+            "SQLite    ",
+            args.residents,
+            parser,
+            city,
+            responses,
+            faq,
+        )
+    if args.postgres:
+        admin = make_engine(args.postgres, isolation_level="AUTOCOMMIT")
+        name = f"warga_bench_{uuid.uuid4().hex[:8]}"
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        try:
+            url = make_url(args.postgres).set(database=name).render_as_string(hide_password=False)
+            run(url, "PostgreSQL", args.residents, parser, city, responses, faq)
+        finally:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            admin.dispose()
+
+
+if __name__ == "__main__":
+    main()

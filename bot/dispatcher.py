@@ -1,0 +1,198 @@
+"""Deliver the outbox: each message once, through the recipient's channel, with retries."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from actions.domain import Audience, OutboxState
+from actions.models import Agency, Officer, Outbox, Resident, utcnow
+from bot.messages import Button, Outgoing
+from bot.responses import Responses
+
+log = logging.getLogger(__name__)
+
+LEASE = timedelta(minutes=2)
+MAX_ATTEMPTS = 8
+BACKOFF_BASE = timedelta(seconds=10)  # 10 s, 20 s, 40 s … capped at an hour
+
+
+class DeliveryError(Exception):
+    """A send that failed; `permanent` when retrying cannot help (blocked bot, unknown chat)."""
+
+    def __init__(self, message: str, *, permanent: bool = False, retry_after: float = 0) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+        self.retry_after = retry_after
+
+
+class Sender(Protocol):
+    """One channel's way to send a message to a chat."""
+
+    async def send(self, chat_id: str, message: Outgoing) -> None: ...
+
+
+@dataclass(frozen=True)
+class Delivery:
+    outbox_id: int
+    channel: str
+    chat_id: str
+    message: Outgoing
+
+
+class Dispatcher:
+    """Claim due outbox rows with a lease, send them, record the outcome.
+
+    The lease (claimed_by, claimed_until) means two dispatchers never send one row at the
+    same time; a dispatcher that dies mid-send leaves a lease that expires, and the row is
+    sent by the next one. On PostgreSQL rows are claimed with FOR UPDATE SKIP LOCKED.
+    """
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        responses: Responses,
+        senders: Mapping[str, Sender],
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        worker: str | None = None,
+        only_chats: frozenset[str] | None = None,
+    ) -> None:
+        self.sessions = sessions
+        self.responses = responses
+        self.senders = dict(senders)
+        self.clock = clock
+        self.worker = worker or uuid.uuid4().hex[:12]
+        self.only_chats = only_chats  # the terminal chat delivers only to its own user
+
+    def claim(self, limit: int = 50) -> list[Delivery]:
+        """Lease up to `limit` due rows for this worker and render them."""
+        now = self.clock()
+        with self.sessions.begin() as session:
+            self._expand_agency_rows(session, now)
+            stmt = (
+                select(Outbox, Resident)
+                .join(Resident, Resident.id == Outbox.resident_id)
+                .where(
+                    Outbox.state == OutboxState.PENDING,
+                    Outbox.next_attempt_at <= now,
+                    or_(Outbox.claimed_until.is_(None), Outbox.claimed_until < now),
+                    Resident.channel.in_(list(self.senders)),
+                )
+                .order_by(Outbox.id)
+                .limit(limit)
+            )
+            if self.only_chats is not None:
+                stmt = stmt.where(Resident.platform_user_id.in_(self.only_chats))
+            if session.get_bind().dialect.name == "postgresql":
+                stmt = stmt.with_for_update(skip_locked=True, of=Outbox)
+            deliveries = []
+            for row, resident in session.execute(stmt).all():
+                row.claimed_by, row.claimed_until = self.worker, now + LEASE
+                deliveries.append(
+                    Delivery(
+                        row.id,
+                        resident.channel,
+                        resident.platform_user_id,
+                        self.render(row, resident.language),
+                    )
+                )
+            return deliveries
+
+    def _expand_agency_rows(self, session: Session, now: datetime) -> None:
+        """Turn a message for an agency into one message per officer (no group chat yet)."""
+        stmt = select(Outbox).where(
+            Outbox.state == OutboxState.PENDING,
+            Outbox.audience == Audience.AGENCY,
+            Outbox.next_attempt_at <= now,
+        )
+        if session.get_bind().dialect.name == "postgresql":
+            stmt = stmt.with_for_update(skip_locked=True)
+        for row in session.scalars(stmt):
+            officers = session.scalars(
+                select(Officer.resident_id).where(Officer.agency_id == row.agency_id)
+            ).all()
+            for resident_id in officers:
+                session.add(
+                    Outbox(
+                        audience=Audience.OFFICER,
+                        resident_id=resident_id,
+                        agency_id=row.agency_id,
+                        ticket_id=row.ticket_id,
+                        template=row.template,
+                        params=dict(row.params),
+                        created_at=now,
+                        next_attempt_at=now,
+                    )
+                )
+            row.state, row.sent_at = OutboxState.SENT, now
+            if not officers:
+                agency = session.get(Agency, row.agency_id)
+                row.state = OutboxState.FAILED
+                row.last_error = f"no officer registered for {agency.code if agency else '?'}"
+
+    def render(self, row: Outbox, language: str) -> Outgoing:
+        """Render a row in the recipient's language: its text and its buttons, if any.
+
+        `params["buttons"]` holds rows of [response key of the label, payload].
+        """
+        params = dict(row.params)
+        rows = params.pop("buttons", [])
+        note = str(params.get("note") or "")
+        params["note"] = (
+            self.responses.get(language, "notify.ticket.note", note=note) if note else ""
+        )
+        text = self.responses.get(language, f"notify.{row.template}", **params)
+        buttons = tuple(
+            tuple(Button(self.responses.get(language, key), payload) for key, payload in r)
+            for r in rows
+        )
+        return Outgoing(text, buttons=buttons, language=language)
+
+    async def run_once(self, limit: int = 50) -> int:
+        """Send what is due; return how many were sent."""
+        sent = 0
+        # The store is synchronous: keep its calls off the event loop.
+        for delivery in await asyncio.to_thread(self.claim, limit):
+            try:
+                await self.senders[delivery.channel].send(delivery.chat_id, delivery.message)
+            except DeliveryError as exc:
+                await asyncio.to_thread(self.failed, delivery, exc)
+                continue
+            except Exception as exc:  # noqa: BLE001 - a sender's bug must not stop delivery
+                log.exception("outbox %s: sender crashed", delivery.outbox_id)
+                await asyncio.to_thread(self.failed, delivery, DeliveryError(repr(exc)))
+                continue
+            await asyncio.to_thread(self.done, delivery)
+            sent += 1
+        return sent
+
+    def done(self, delivery: Delivery) -> None:
+        with self.sessions.begin() as session:
+            row = session.get_one(Outbox, delivery.outbox_id)
+            row.state, row.sent_at, row.claimed_until = OutboxState.SENT, self.clock(), None
+
+    def failed(self, delivery: Delivery, exc: DeliveryError) -> None:
+        now = self.clock()
+        with self.sessions.begin() as session:
+            row = session.get_one(Outbox, delivery.outbox_id)
+            row.attempts += 1
+            row.last_error = str(exc)[:500]
+            row.claimed_until = None
+            if exc.permanent or row.attempts >= MAX_ATTEMPTS:
+                row.state = OutboxState.FAILED
+                log.warning("outbox %s failed for good: %s", row.id, exc)
+                return
+            wait = max(
+                timedelta(seconds=exc.retry_after),
+                min(BACKOFF_BASE * 2 ** (row.attempts - 1), timedelta(hours=1)),
+            )
+            row.next_attempt_at = now + wait

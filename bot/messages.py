@@ -1,0 +1,44 @@
+"""Platform-neutral messages: what a channel hands the conversation, and what comes back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Button:
+    """A choice the resident can tap (or type: its label or its number in the terminal)."""
+
+    label: str
+    payload: str
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """One update from a resident, whatever the platform."""
+
+    channel: str
+    user_id: str
+    update_id: str
+    text: str = ""
+    display_name: str = ""
+    language_code: str | None = None  # the platform's hint (Telegram's user.language_code)
+    location: tuple[float, float] | None = None
+    photo: str | None = None  # the platform's file id of the largest size
+    payload: str | None = None  # the payload of a pressed button
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One reply: text with optional buttons, a request for the resident's location, a map pin."""
+
+    text: str
+    buttons: tuple[tuple[Button, ...], ...] = ()
+    request_location: bool = False
+    location: tuple[float, float] | None = None
+    photos: tuple[str, ...] = field(default=())
+    language: str = "id"
+
+    @property
+    def flat_buttons(self) -> list[Button]:
+        return [b for row in self.buttons for b in row]
