@@ -1,0 +1,332 @@
+"""End to end on Telegram: the bot, python-telegram-bot and the telegram-test-api emulator."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select, text
+from support.telegram_emulator import (
+    EmulatedUser,
+    EmulatorRequest,
+    TelegramEmulator,
+    fresh_token,
+    running,
+)
+from telegram import Update
+
+from actions import migrate
+from actions.city import LoadedCity, sync_city
+from actions.db import make_engine, make_session_factory
+from actions.domain import OfficerRole
+from actions.models import Outbox, Ticket
+from actions.tickets import Action, transition
+from bot.channels.telegram import build_application
+from bot.conversation import Assistant
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[TelegramEmulator]:
+    with TelegramEmulator() as emu:
+        yield emu
+
+
+@pytest.fixture
+def tg_assistant(tmp_path: Path, city: LoadedCity, parser, responses, faq, clock) -> Assistant:
+    engine = make_engine(f"sqlite:///{tmp_path / 'tg.sqlite3'}")
+    migrate.upgrade(engine)
+    sessions = make_session_factory(engine)
+    with sessions.begin() as s:
+        sync_city(s, city=city)
+    return Assistant(
+        city=city,
+        nlu=parser,
+        responses=responses,
+        faq=faq,
+        sessions=sessions,
+        clock=lambda: clock[0],
+    )
+
+
+class Bot:
+    """The bot under test, polling the emulator, and one resident talking to it."""
+
+    def __init__(self, emulator: TelegramEmulator, assistant: Assistant) -> None:
+        self.token = fresh_token()
+        self.request = EmulatorRequest()
+        self.app = build_application(
+            assistant,
+            token=self.token,
+            api_url=emulator.api_url,
+            request=self.request,
+            get_updates_request=EmulatorRequest(),
+            dispatch_interval=0.05,
+        )
+        self.emulator = emulator
+        self.t = assistant.responses.get
+
+    def user(self, user_id: int = 5001, name: str = "Siti") -> EmulatedUser:
+        return EmulatedUser(self.emulator, self.token, user_id, name)
+
+
+def run(emulator: TelegramEmulator, assistant: Assistant, scenario) -> None:
+    async def main() -> None:
+        bot = Bot(emulator, assistant)
+        async with running(bot.app), bot.user() as siti:
+            await scenario(bot, siti)
+
+    asyncio.run(main())
+
+
+def count(assistant: Assistant, model: type) -> int:
+    with assistant.sessions() as s:
+        return s.scalar(select(func.count()).select_from(model))
+
+
+def test_start_greets_with_buttons_and_registers_the_commands(emulator, tg_assistant):
+    async def scenario(bot: Bot, siti: EmulatedUser) -> None:
+        await siti.command("/start")
+        (reply,) = await siti.replies(count=1)
+        assert "Siti" in reply.text and "Kota Pekanbaru" in reply.text
+        assert bot.t("id", "button.report") in reply.button_texts
+        registered = bot.request.local_calls_to("setMyCommands")
+        names = {c["command"] for call in registered for c in _commands(call)}
+        assert names == {"start", "lapor", "status", "batal", "bantuan"}
+
+    run(emulator, tg_assistant, scenario)
+
+
+def _commands(call: dict) -> list[dict]:
+    import json
+
+    commands = call["commands"]
+    return json.loads(commands) if isinstance(commands, str) else commands
+
+
+def test_a_report_with_a_shared_location_ends_with_the_ticket_number(emulator, tg_assistant):
+    async def scenario(bot: Bot, siti: EmulatedUser) -> None:
+        await siti.send("lampu jalan mati total udah seminggu, gelap bgt min")
+        (ask,) = await siti.replies(count=1)
+        assert ask.text == bot.t("id", "report.ask_location")
+        # A reply keyboard whose first button shares the location.
+        first = ask.reply_markup["keyboard"][0][0]
+        assert first["request_location"] is True
+        assert first["text"] == bot.t("id", "button.share_location")
+        await siti.send_location(0.50713, 101.44775)
+        (photo_q,) = await siti.replies(count=1)
+        assert photo_q.text == bot.t("id", "report.ask_photo")
+        await siti.send_photo("AgACAgUAAxkBAAIBQ2Zm")
+        (privacy_q,) = await siti.replies(count=1)
+        await siti.press("privacy:anonim", privacy_q.message_id)
+        (summary,) = await siti.replies(count=1)
+        assert "Anonim" in summary.text
+        await siti.press("confirm:send", summary.message_id)
+        (done,) = await siti.replies(count=1)
+        assert "PKU-2026-000001" in done.text and "Dinas Perumahan Rakyat" in done.text
+
+    run(emulator, tg_assistant, scenario)
+    with tg_assistant.sessions() as s:
+        ticket = s.scalar(select(Ticket))
+        assert (ticket.latitude, ticket.longitude) == (0.50713, 101.44775)
+        assert [p.file_id for p in ticket.photos] == ["AgACAgUAAxkBAAIBQ2Zm"]
+        assert ticket.category.code == "lampu_jalan"
+
+
+def test_status_check_emergency_and_faq_answer(emulator, tg_assistant):
+    async def scenario(bot: Bot, siti: EmulatedUser) -> None:
+        await siti.send("kebakaran tolong")
+        (alarm,) = await siti.replies(count=1)
+        assert alarm.text.splitlines()[1].startswith("📞 112")
+        await siti.send("syarat bikin ktp el apa aja min?")
+        (answer,) = await siti.replies(count=1)
+        assert "Dinas Kependudukan dan Pencatatan Sipil Kota Pekanbaru" in answer.text
+        await siti.command("/status")
+        (status,) = await siti.replies(count=1)
+        assert status.text == bot.t("id", "status.none")
+
+    run(emulator, tg_assistant, scenario)
+    assert count(tg_assistant, Ticket) == 0
+
+
+def test_an_update_delivered_twice_creates_nothing_twice(emulator, tg_assistant):
+    seen: list[Update] = []
+
+    async def scenario(bot: Bot, siti: EmulatedUser) -> None:
+        bot.app.add_handler(_Recorder(seen), group=-1)
+        await siti.send("usul min bikin taman bermain anak di kelurahan Sidomulyo Barat")
+        (ack,) = await siti.replies(count=1)
+        assert "PKU-2026-000001" in ack.text
+        await bot.app.process_update(seen[-1])  # Telegram delivers the same update again
+        assert await siti.replies(timeout=0.5) == []
+
+    run(emulator, tg_assistant, scenario)
+    assert count(tg_assistant, Ticket) == 1
+
+
+def test_status_updates_reach_the_resident_through_the_outbox(emulator, tg_assistant, clock):
+    async def scenario(bot: Bot, siti: EmulatedUser) -> None:
+        await siti.send("usul min bikin taman bermain anak di kelurahan Sidomulyo Barat")
+        await siti.replies(count=1)
+        with tg_assistant.sessions.begin() as s:
+            ticket = s.scalar(select(Ticket))
+            transition(s, ticket, Action.START, actor=None, note="sedang dikaji", now=clock[0])
+        (note,) = await siti.replies(count=1, timeout=5)
+        assert "PKU-2026-000001" in note.text and "sedang dikaji" in note.text
+
+    run(emulator, tg_assistant, scenario)
+    with tg_assistant.sessions() as s:
+        row = s.scalar(select(Outbox).where(Outbox.template == "ticket.status.in_progress"))
+        assert row.sent_at is not None
+
+
+def test_a_failure_inside_a_handler_says_try_again_and_the_bot_goes_on(emulator, tg_assistant):
+    async def scenario(bot: Bot, siti: EmulatedUser) -> None:
+        with tg_assistant.sessions.begin() as s:
+            s.execute(text("ALTER TABLE conversation RENAME TO conversation_gone"))
+        await siti.send("halo")
+        (sorry,) = await siti.replies(count=1)
+        assert sorry.text == bot.t("id", "error.try_again")
+        with tg_assistant.sessions.begin() as s:
+            s.execute(text("ALTER TABLE conversation_gone RENAME TO conversation"))
+        await siti.send("halo lagi")
+        (hello,) = await siti.replies(count=1)
+        assert "Siti" in hello.text
+
+    run(emulator, tg_assistant, scenario)
+
+
+class _Recorder:
+    """A handler in an earlier group that keeps every update, to deliver one again."""
+
+    def __new__(cls, seen: list[Update]):
+        from telegram.ext import TypeHandler
+
+        async def keep(update: Update, _context) -> None:
+            seen.append(update)
+
+        return TypeHandler(Update, keep)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_webhook_mode_checks_the_secret_and_answers_through_the_web_app(emulator, tg_assistant):
+    import httpx
+    import uvicorn
+
+    from bot.web import SECRET_HEADER, TELEGRAM_PATH, create_app
+
+    async def main() -> None:
+        port = _free_port()
+        token = fresh_token()
+        web = create_app(
+            tg_assistant,
+            telegram_token=token,
+            telegram_secret="rahasia-webhook-123",  # noqa: S106 - a test secret
+            telegram_api_url=emulator.api_url,
+            public_url=f"http://127.0.0.1:{port}",
+            request=EmulatorRequest(),
+            dispatch_interval=None,
+        )
+        server = uvicorn.Server(
+            uvicorn.Config(web, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+        )
+        serving = asyncio.create_task(server.serve())
+        try:
+            for _ in range(200):
+                if server.started:
+                    break
+                await asyncio.sleep(0.02)
+            url = f"http://127.0.0.1:{port}{TELEGRAM_PATH}"
+            forged = {
+                "update_id": 99,
+                "message": {
+                    "message_id": 1,
+                    "date": 1764471600,
+                    "text": "usul taman di Sail",
+                    "chat": {"id": 7, "type": "private"},
+                    "from": {"id": 7, "is_bot": False, "first_name": "Mallory"},
+                },
+            }
+            async with httpx.AsyncClient() as client:
+                assert (await client.post(url, json=forged)).status_code == 403
+                wrong = {SECRET_HEADER: "tebakan"}
+                assert (await client.post(url, json=forged, headers=wrong)).status_code == 403
+            async with EmulatedUser(emulator, token, 5001, "Siti") as siti:
+                await siti.send("halo")
+                (hello,) = await siti.replies(count=1)
+                assert "Siti" in hello.text
+        finally:
+            server.should_exit = True
+            await serving
+
+    asyncio.run(main())
+    assert count(tg_assistant, Ticket) == 0  # the forged update never reached the bot
+
+
+def test_officer_and_resident_work_a_ticket_end_to_end(emulator, tg_assistant, clock):
+    from actions.people import add_officer
+
+    with tg_assistant.sessions.begin() as s:
+        add_officer(
+            s,
+            channel="telegram",
+            platform_user_id="9001",
+            role=OfficerRole.OFFICER,
+            agency_code="PUPR",
+            display_name="Budi",
+        )
+
+    async def scenario(bot: Bot, siti: EmulatedUser) -> None:
+        async with bot.user(9001, "Budi") as budi:
+            # The resident reports.
+            await siti.send("jalan berlubang besar di Jl. Paus depan SD 12, Tangkerang Barat")
+            (photo_q,) = await siti.replies(count=1)
+            await siti.press("photo:skip", photo_q.message_id)
+            (privacy_q,) = await siti.replies(count=1)
+            await siti.press("privacy:biasa", privacy_q.message_id)
+            (summary,) = await siti.replies(count=1)
+            await siti.press("confirm:send", summary.message_id)
+            (done,) = await siti.replies(count=1)
+            number = next(w for w in done.text.split() if w.startswith("PKU-"))
+            # The agency's officer is told, with buttons, and takes it.
+            (new,) = await budi.replies(count=1, timeout=5)
+            assert number in new.text
+            assert bot.t("id", "button.take") in new.button_texts
+            await budi.press(f"officer:take:{number}", new.message_id)
+            (taken,) = await budi.replies(count=1)
+            assert taken.text == bot.t("id", "officer.taken", number=number)
+            # Replies; the resident hears it.
+            await budi.command(f"/balas {number} Tim kami survei besok pagi")
+            await budi.replies(count=1)
+            (heard,) = await siti.replies(count=1, timeout=5)
+            assert "Tim kami survei besok pagi" in heard.text
+            # Resolves; the resident hears it and is asked to rate.
+            await budi.command(f"/selesai {number} sudah ditambal aspal")
+            await budi.replies(count=1)
+            resolved, ask = await siti.replies(count=2, timeout=5)
+            assert "sudah ditambal aspal" in resolved.text
+            # "Belum beres" reopens it and the officer is told.
+            await siti.press(f"reopen:{number}", ask.message_id)
+            (reopened,) = await siti.replies(count=1)
+            assert reopened.text == bot.t("id", "reopen.done", number=number)
+            (told,) = await budi.replies(count=1, timeout=5)
+            assert number in told.text
+            # Resolved again, and this time rated.
+            await budi.command(f"/selesai {number} ditambal ulang, lebih tebal")
+            await budi.replies(count=1)
+            _, ask = await siti.replies(count=2, timeout=5)
+            await siti.press(f"rate:{number}:5", ask.message_id)
+            (thanks,) = await siti.replies(count=1)
+            assert thanks.text == bot.t("id", "rating.thanks", number=number, stars=5)
+
+    run(emulator, tg_assistant, scenario)
+    with tg_assistant.sessions() as s:
+        assert s.scalar(select(Ticket)).status.value == "closed"
