@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from functools import cache
 
-from sqlalchemy import delete
+from sqlalchemy import Executable, bindparam, delete
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -14,22 +15,28 @@ from actions.models import ProcessedUpdate, utcnow
 _INSERT = {"postgresql": pg_insert, "sqlite": sqlite_insert}
 
 
+@cache
+def _record_statement(dialect: str) -> Executable:
+    """INSERT … ON CONFLICT DO NOTHING RETURNING, built once per dialect: it runs per message."""
+    table = ProcessedUpdate.__table__
+    return (
+        _INSERT[dialect](table)
+        .values(channel=bindparam("c"), update_id=bindparam("u"), processed_at=bindparam("t"))
+        .on_conflict_do_nothing()
+        .returning(table.c.update_id)  # rowcount is unreliable here on psycopg
+    )
+
+
 def record_update(session: Session, *, channel: str, update_id: str) -> bool:
     """Record an update as handled; return False when it was handled before.
 
     Done first, in the transaction that handles the update: if handling fails, the record
     rolls back with it and a redelivery is handled again.
     """
-    insert = _INSERT[session.get_bind().dialect.name]
-    # Core, not ORM: this runs for every message and needs no identity map.
+    statement = _record_statement(session.get_bind().dialect.name)
     inserted = (
         session.connection()
-        .execute(
-            insert(ProcessedUpdate.__table__)
-            .values(channel=channel, update_id=update_id, processed_at=utcnow())
-            .on_conflict_do_nothing()
-            .returning(ProcessedUpdate.__table__.c.update_id)  # rowcount is unreliable on psycopg
-        )
+        .execute(statement, {"c": channel, "u": update_id, "t": utcnow()})
         .scalar()
     )
     return inserted is not None

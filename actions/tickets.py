@@ -84,7 +84,14 @@ def next_ticket_number(session: Session, *, prefix: str, year: int) -> str:
     numbers have no gaps and no duplicates.
     """
     key = (TicketSequence.prefix == prefix, TicketSequence.year == year)
-    if session.scalar(select(func.count()).select_from(TicketSequence).where(*key)) == 0:
+    bump = (
+        update(TicketSequence)
+        .where(*key)
+        .values(last_value=TicketSequence.last_value + 1)
+        .returning(TicketSequence.last_value)
+    )
+    value = session.execute(bump).scalar()
+    if value is None:  # the year's first ticket
         insert = {"postgresql": pg_insert, "sqlite": sqlite_insert}.get(
             session.get_bind().dialect.name
         )
@@ -96,36 +103,34 @@ def next_ticket_number(session: Session, *, prefix: str, year: int) -> str:
             .values(prefix=prefix, year=year, last_value=0)
             .on_conflict_do_nothing()
         )
-    value = session.execute(
-        update(TicketSequence)
-        .where(*key)
-        .values(last_value=TicketSequence.last_value + 1)
-        .returning(TicketSequence.last_value)
-    ).scalar_one()
+        value = session.execute(bump).scalar_one()
     return format_number(prefix, year, value)
 
 
 def resolve_agency(session: Session, *, category: Category, area: Area | None) -> Agency:
     """Return the agency for a category in an area: the most specific rule, else the fallback."""
-    city = session.scalar(select(City).options(joinedload(City.fallback_agency)))
-    if city is None:
-        raise DomainError("no city is loaded: run 'warga city load' first")
-    chain = area.ancestors() if area is not None else []
-    chain_ids = [a.id for a in chain] or [city.area_id]
-    if city.area_id not in chain_ids:
-        chain_ids.append(city.area_id)
+    # The area, its parents and the kota (the city-wide rule), the most specific first.
+    chain_ids = [a.id for a in area.ancestors()] if area is not None else []
+    kota = select(City.area_id).scalar_subquery()
     rules = {
         r.area_id: r
         for r in session.scalars(
             select(RoutingRule)
-            .where(RoutingRule.category_id == category.id, RoutingRule.area_id.in_(chain_ids))
+            .where(
+                RoutingRule.category_id == category.id,
+                RoutingRule.area_id.in_(chain_ids) | (RoutingRule.area_id == kota),
+            )
             .options(joinedload(RoutingRule.agency))
         )
     }
-    for area_id in chain_ids:
+    ranked = chain_ids + [a for a in rules if a not in chain_ids]  # the kota rule last
+    for area_id in ranked:
         rule = rules.get(area_id)
         if rule is not None and rule.agency.active:
             return rule.agency
+    city = session.scalar(select(City).options(joinedload(City.fallback_agency)))
+    if city is None:
+        raise DomainError("no city is loaded: run 'warga city load' first")
     if city.fallback_agency is None:
         raise DomainError("the city has no fallback agency")
     return city.fallback_agency

@@ -89,9 +89,11 @@ def run(url: str, label: str, residents: int, parser, city, responses, faq) -> N
     # Keep each resident's messages in their own order while interleaving residents.
     position = dict.fromkeys(queues, 0)
     latencies: list[float] = []
+    by_step: dict[int, list[float]] = {}
     start = time.perf_counter()
     for n, i in enumerate(order):
-        msg, payload = queues[i][position[i]]
+        step = position[i]
+        msg, payload = queues[i][step]
         position[i] += 1
         incoming = Incoming(
             channel="bench", user_id=str(i), update_id=str(n), text=msg, payload=payload
@@ -99,6 +101,7 @@ def run(url: str, label: str, residents: int, parser, city, responses, faq) -> N
         t0 = time.perf_counter()
         replies = assistant.handle(incoming)
         latencies.append((time.perf_counter() - t0) * 1000)
+        by_step.setdefault(step, []).append(latencies[-1])
         assert replies, (msg, payload)
     elapsed = time.perf_counter() - start
     with engine.connect() as conn:
@@ -110,6 +113,11 @@ def run(url: str, label: str, residents: int, parser, city, responses, faq) -> N
         f"{statistics.median(latencies):.1f} ms, p99 {percentile(latencies, 0.99):.1f} ms; "
         f"{tickets} tickets"
     )
+    steps = ", ".join(
+        f"{(queues[0][k][0] or queues[0][k][1])[:12]!r} {statistics.mean(v):.1f}"
+        for k, v in sorted(by_step.items())
+    )
+    print(f"  mean ms per step: {steps}")
 
 
 def main() -> None:

@@ -9,17 +9,26 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
+from functools import cached_property
 from typing import Any, Protocol
 
-from sqlalchemy import select
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from actions.city import LoadedCity
 from actions.desk import ReopenTooLate, officer_of, rate, reopen
 from actions.domain import AreaLevel, DomainError, Privacy, TicketKind, TicketStatus
 from actions.inbox import record_update
-from actions.models import Agency, Area, Category, Conversation, Resident, Ticket, utcnow
-from actions.people import get_or_create_resident
+from actions.models import (
+    Agency,
+    Area,
+    Category,
+    Conversation,
+    Officer,
+    Resident,
+    Ticket,
+    utcnow,
+)
 from actions.tickets import (
     create_ticket,
     find_similar,
@@ -86,18 +95,10 @@ class Assistant:
             if not record_update(session, channel=incoming.channel, update_id=incoming.update_id):
                 log.info("update %s:%s seen before, dropped", incoming.channel, incoming.update_id)
                 return []
-            resident = get_or_create_resident(
-                session,
-                channel=incoming.channel,
-                platform_user_id=incoming.user_id,
-                display_name=incoming.display_name,
-                language=_platform_language(incoming.language_code),
-            )
-            convo = _conversation(session, resident)
-            turn = Turn(self, session, resident, convo, incoming)
+            sender = _load_sender(session, incoming)
+            turn = Turn(self, session, sender, incoming)
             replies = turn.run()
-            convo.state, convo.data = turn.state.value, turn.data
-            convo.updated_at = self.clock()
+            _save_turn(session, sender, turn)
             return [replace(r, language=turn.lang) for r in replies]
 
     def sorry(self, incoming: Incoming) -> Outgoing:
@@ -110,37 +111,121 @@ def _platform_language(code: str | None) -> str | None:
     return "en" if code and code.lower().startswith("en") else None
 
 
-def _conversation(session: Session, resident: Resident) -> Conversation:
-    convo = session.scalar(
-        select(Conversation).where(Conversation.resident_id == resident.id).with_for_update()
+@dataclass
+class Sender:
+    """The resident behind a message and where their conversation stands, read in one query.
+
+    The hot path stays in SQL Core: most messages never need the ORM objects.
+    """
+
+    resident_id: int
+    display_name: str
+    language: str
+    state: str | None  # None: no conversation row yet
+    data: dict[str, Any]
+    updated_at: datetime | None
+
+
+def _load_sender(session: Session, incoming: Incoming) -> Sender:
+    """Load (or create) the sender and their conversation.
+
+    The resident's row is locked (PostgreSQL) so that two processes handling two messages of
+    one resident at once take turns instead of overwriting each other's state.
+    """
+    r, c = Resident.__table__, Conversation.__table__
+    row = (
+        session.connection()
+        .execute(
+            select(r.c.id, r.c.display_name, r.c.language, c.c.state, c.c.data, c.c.updated_at)
+            .select_from(r.outerjoin(c, c.c.resident_id == r.c.id))
+            .where(r.c.channel == incoming.channel, r.c.platform_user_id == incoming.user_id)
+            .with_for_update(of=r)
+        )
+        .first()
     )
-    if convo is None:
-        convo = Conversation(resident_id=resident.id, state=State.IDLE.value, data={})
-        session.add(convo)
-    return convo
+    if row is None:  # first contact
+        language = _platform_language(incoming.language_code) or "id"
+        resident_id = (
+            session.connection()
+            .execute(
+                insert(r)
+                .values(
+                    channel=incoming.channel,
+                    platform_user_id=incoming.user_id,
+                    display_name=incoming.display_name,
+                    language=language,
+                    created_at=utcnow(),
+                )
+                .returning(r.c.id)
+            )
+            .scalar_one()
+        )
+        return Sender(resident_id, incoming.display_name, language, None, {}, None)
+    sender = Sender(
+        row.id, row.display_name, row.language, row.state, row.data or {}, row.updated_at
+    )
+    if incoming.display_name and row.display_name != incoming.display_name:
+        session.connection().execute(
+            update(r).where(r.c.id == row.id).values(display_name=incoming.display_name)
+        )
+        sender.display_name = incoming.display_name
+    return sender
+
+
+def _save_turn(session: Session, sender: Sender, turn: Turn) -> None:
+    """Write the conversation and the language back, only when they changed."""
+    r, c = Resident.__table__, Conversation.__table__
+    conn = session.connection()
+    if turn.lang != sender.language:
+        conn.execute(update(r).where(r.c.id == sender.resident_id).values(language=turn.lang))
+    state = turn.state.value
+    idle = state == State.IDLE.value and not turn.data
+    if sender.state is None:
+        if not idle:
+            conn.execute(
+                insert(c).values(
+                    resident_id=sender.resident_id,
+                    state=state,
+                    data=turn.data,
+                    updated_at=turn.now,
+                )
+            )
+    elif (state, turn.data) != (sender.state, sender.data) or not idle:
+        conn.execute(
+            update(c)
+            .where(c.c.resident_id == sender.resident_id)
+            .values(state=state, data=turn.data, updated_at=turn.now)
+        )
 
 
 class Turn:
     """One message of one resident: reads the state, decides, writes the new state."""
 
     def __init__(
-        self,
-        app: Assistant,
-        session: Session,
-        resident: Resident,
-        convo: Conversation,
-        incoming: Incoming,
+        self, app: Assistant, session: Session, sender: Sender, incoming: Incoming
     ) -> None:
-        self.app, self.session, self.resident, self.incoming = app, session, resident, incoming
+        self.app, self.session, self.sender, self.incoming = app, session, sender, incoming
         self.now = app.clock()
-        self.state = State(convo.state) if convo.state in State._value2member_map_ else State.IDLE
-        self.data: dict[str, Any] = dict(convo.data or {})
-        if self.state in FORM_STATES and convo.updated_at < self.now - FORM_TIMEOUT:
+        known = sender.state in State._value2member_map_
+        self.state = State(sender.state) if known else State.IDLE
+        self.data: dict[str, Any] = dict(sender.data)
+        if self.state in FORM_STATES and (
+            sender.updated_at is None or sender.updated_at < self.now - FORM_TIMEOUT
+        ):
             self.state, self.data = State.IDLE, {}
-        self.lang = resident.language if resident.language in app.responses.tables else "id"
-        self.officer = None
+        self.lang = sender.language if sender.language in app.responses.tables else "id"
+
+    @cached_property
+    def resident(self) -> Resident:
+        """The resident as an ORM object, loaded only when a service needs it."""
+        return self.session.get_one(Resident, self.sender.resident_id)
 
     # -- helpers ---------------------------------------------------------------------------
+
+    @cached_property
+    def officer(self) -> Officer | None:
+        """The sender's officer role, looked up only when a command or button needs it."""
+        return officer_of(self.session, self.resident)
 
     def t(self, key: str, **params: object) -> str:
         return self.app.responses.get(self.lang, key, **params)
@@ -151,8 +236,15 @@ class Turn:
         rows = tuple(
             tuple(Button(self.t(label), payload) for label, payload in row) for row in buttons
         )
-        self.data["offered"] = [[b.label, b.payload] for row in rows for b in row]
+        self.offer(rows)
         return Outgoing(self.t(key, **params), buttons=rows)
+
+    def offer(self, rows: tuple[tuple[Button, ...], ...]) -> None:
+        """Remember the buttons just offered, so that typing a label works like a tap."""
+        if rows:
+            self.data["offered"] = [[b.label, b.payload] for row in rows for b in row]
+        else:
+            self.data.pop("offered", None)
 
     def go(self, state: State) -> None:
         self.state = state
@@ -168,7 +260,6 @@ class Turn:
 
     def run(self) -> list[Outgoing]:
         text = (self.incoming.text or "").strip()
-        self.officer = officer_of(self.session, self.resident)
         if text.startswith("/"):
             return self.command(text)
         if self.incoming.payload and self.incoming.payload.startswith("officer:"):
@@ -189,7 +280,7 @@ class Turn:
             return [self.reply("fallback.empty")]
         parse = self.app.nlu.parse(text)
         if parse.language in self.app.responses.tables:
-            self.lang = self.resident.language = parse.language
+            self.lang = parse.language
         if parse.intent == "darurat":
             return self.emergency(text)
         if parse.intent == "batal":
@@ -269,7 +360,7 @@ class Turn:
         return handler() if handler else self.clarify(text)
 
     def welcome(self, key: str) -> Outgoing:
-        name = self.resident.display_name or self.t("resident.default_name")
+        name = self.sender.display_name or self.t("resident.default_name")
         return self.reply(
             key,
             name=name,
@@ -313,7 +404,7 @@ class Turn:
 
         log.warning(
             "EMERGENCY from resident %s (%s): %s",
-            self.resident.id,
+            self.sender.resident_id,
             self.incoming.channel,
             redact(text)[:300],
         )
@@ -408,17 +499,14 @@ class Turn:
             return [self.reply("report.ask_photo", buttons=[[("button.skip", "photo:skip")]])]
         if not d.get("privacy"):
             self.go(State.PRIVACY)
-            return [
-                self.reply(
-                    "report.ask_privacy",
-                    buttons=[
-                        [("button.privacy_biasa", "privacy:biasa")],
-                        [("button.privacy_anonim", "privacy:anonim")],
-                        [("button.privacy_rahasia", "privacy:rahasia")],
-                    ],
-                )
-            ]
+            return [self.ask_privacy()]
         return [self.summary()]
+
+    def ask_privacy(self) -> Outgoing:
+        return self.reply(
+            "report.ask_privacy",
+            buttons=[[(f"button.privacy_{p.value}", f"privacy:{p.value}")] for p in Privacy],
+        )
 
     def ask_category(self) -> Outgoing:
         self.go(State.CATEGORY)
@@ -430,7 +518,7 @@ class Turn:
         buttons = tuple(
             tuple(Button(self.category_name(c), f"category:{c}") for c in row) for row in rows
         )
-        self.data["offered"] = [[b.label, b.payload] for row in buttons for b in row]
+        self.offer(buttons)
         return Outgoing(out.text, buttons=buttons)
 
     def category_name(self, code: str) -> str:
@@ -451,7 +539,7 @@ class Turn:
             latitude=coords[0] if coords else None,
             longitude=coords[1] if coords else None,
             now=self.now,
-            exclude_reporter=self.resident.id,
+            exclude_reporter=self.sender.resident_id,
         )
 
     def area(self) -> Area | None:
@@ -706,16 +794,7 @@ class Turn:
         if value == "photo":
             return [self.reply("report.ask_photo", buttons=[[("button.skip", "photo:skip")]])]
         if value == "privacy":
-            return [
-                self.reply(
-                    "report.ask_privacy",
-                    buttons=[
-                        [("button.privacy_biasa", "privacy:biasa")],
-                        [("button.privacy_anonim", "privacy:anonim")],
-                        [("button.privacy_rahasia", "privacy:rahasia")],
-                    ],
-                )
-            ]
+            return [self.ask_privacy()]
         return [self.reply("report.ask_description")]
 
     # -- ratings -----------------------------------------------------------------------------
@@ -724,7 +803,10 @@ class Turn:
         """Offer the stars for the resident's latest resolved report, if there is one."""
         ticket = self.session.scalar(
             select(Ticket)
-            .where(Ticket.reporter_id == self.resident.id, Ticket.status == TicketStatus.RESOLVED)
+            .where(
+                Ticket.reporter_id == self.sender.resident_id,
+                Ticket.status == TicketStatus.RESOLVED,
+            )
             .order_by(Ticket.resolved_at.desc())
             .limit(1)
         )
@@ -741,7 +823,11 @@ class Turn:
 
     def own_ticket(self, number: str) -> Ticket | None:
         ticket = self.session.scalar(select(Ticket).where(Ticket.number == number))
-        return ticket if ticket is not None and ticket.reporter_id == self.resident.id else None
+        return (
+            ticket
+            if ticket is not None and ticket.reporter_id == self.sender.resident_id
+            else None
+        )
 
     def on_rate(self, value: str) -> list[Outgoing]:
         number, _, stars = value.rpartition(":")
