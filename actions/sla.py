@@ -18,8 +18,8 @@ from sqlalchemy import ColumnElement, and_, exists, or_, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session, joinedload
 
 from actions.city import CityConfig
-from actions.domain import OPEN_STATUSES, Audience, NotFound, OfficerRole
-from actions.models import Agency, Officer, Outbox, Ticket
+from actions.domain import OPEN_STATUSES, Audience, OfficerRole
+from actions.models import Officer, Outbox, Ticket
 from actions.workdays import due_at, working_days_between
 
 log = logging.getLogger(__name__)
@@ -73,25 +73,6 @@ def is_overdue(ticket: Ticket, now: datetime) -> bool:
     return (ticket.first_response_at is None and first is not None and first < now) or (
         resolution is not None and resolution < now
     )
-
-
-def list_overdue(
-    session: Session, *, now: datetime, agency_code: str | None = None, limit: int = 50
-) -> list[Ticket]:
-    """List the overdue tickets (of one agency, or all), oldest first."""
-    stmt = (
-        select(Ticket)
-        .where(overdue_condition(now))
-        .options(joinedload(Ticket.agency), joinedload(Ticket.category))
-        .order_by(Ticket.created_at, Ticket.id)
-        .limit(limit)
-    )
-    if agency_code is not None:
-        agency_id = session.scalar(select(Agency.id).where(Agency.code == agency_code))
-        if agency_id is None:
-            raise NotFound(f"no agency with code {agency_code!r}")
-        stmt = stmt.where(Ticket.agency_id == agency_id)
-    return list(session.scalars(stmt))
 
 
 def working_days_late(due: datetime, now: datetime, *, city: CityConfig) -> int:
