@@ -66,6 +66,13 @@ class Runtime:
             lexicon_dir=self.settings.warga_data_dir / "lexicon",
         )
         log.info("NLU ready in %.1f s", time.perf_counter() - started)
+        backend = self.settings.nlu_backend
+        if backend != "builtin":
+            import httpx
+
+            from bot.rasa_backend import RasaUnderstanding
+
+            return RasaUnderstanding(backend, parser, httpx.Client(timeout=5.0))
         return parser
 
     @cached_property
