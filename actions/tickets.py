@@ -220,6 +220,8 @@ def create_ticket(
         raise NotFound(f"no category {category_code!r}")
     target = city.sla_for(kind, category.code)
     holidays = city.holiday_dates
+    # Routing reads only city data: done first, it costs no extra flush of the new rows.
+    agency = resolve_agency(session, category=category, area=area)
     ticket = Ticket(
         number=next_ticket_number(
             session, prefix=city.ticket_prefix, year=now.astimezone(city.tz).year
@@ -254,7 +256,6 @@ def create_ticket(
             created_at=now,
         )
     )
-    agency = resolve_agency(session, category=category, area=area)
     transition(session, ticket, Action.ROUTE, actor=None, agency=agency, now=now, notify=False)
     return ticket
 
