@@ -42,6 +42,7 @@ from bot.messages import Button, Incoming, Outgoing
 from bot.officer_desk import COMMANDS as OFFICER_COMMANDS
 from bot.officer_desk import Desk
 from bot.responses import Responses
+from nlu import redact
 
 log = logging.getLogger(__name__)
 
@@ -400,8 +401,6 @@ class Turn:
         ]
 
     def emergency(self, text: str) -> list[Outgoing]:
-        from nlu import redact
-
         log.warning(
             "EMERGENCY from resident %s (%s): %s",
             self.sender.resident_id,

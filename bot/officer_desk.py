@@ -17,12 +17,13 @@ from actions.domain import (
     OfficerRole,
     TicketStatus,
 )
-from actions.models import Agency, Officer, Resident, Ticket, TicketEvent
+from actions.models import Agency, Officer, Resident, Ticket, TicketEvent, TicketPhoto
 from actions.people import add_officer, remove_officer
 from actions.sla import is_overdue
 from actions.stats import agency_statistics
 from actions.tickets import Action
 from bot.messages import Button, Outgoing
+from nlu import redact
 
 if TYPE_CHECKING:
     from bot.conversation import Turn
@@ -149,8 +150,6 @@ class Desk:
         )
 
     def _photo(self) -> Any:
-        from actions.models import TicketPhoto
-
         return TicketPhoto(
             channel=self.turn.incoming.channel,
             file_id=self.turn.incoming.photo,
@@ -240,8 +239,6 @@ class Desk:
         )
 
     def details(self, ticket: Ticket) -> list[Outgoing]:
-        from nlu import redact
-
         inside = ticket.agency_id is not None and ticket.agency_id == self.officer.agency_id
         reporter = ticket.reporter
         if desk.sees_identity(self.officer, ticket):

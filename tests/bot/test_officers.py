@@ -395,3 +395,15 @@ def test_every_command_in_every_role(chat, staff, command, who):
     else:
         expected = _success(me, command, number)
     assert expected in out, (who, command, out)
+
+
+def test_a_proof_photo_can_come_with_selesai(chat, staff, assistant):
+    number = report(chat)
+    budi = chat("budi", "Budi")
+    out = budi(f"/foto tambalan-baru /selesai {number} sudah ditambal, lihat foto")
+    assert budi.t("id", "status.resolved") in out
+    with assistant.sessions() as s:
+        t = s.scalar(select(Ticket).where(Ticket.number == number))
+        assert [(p.file_id, p.added_by_id is not None) for p in t.photos] == [
+            ("console:tambalan-baru", True)
+        ]
