@@ -279,6 +279,8 @@ class TicketEvent(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     actor: Mapped[Resident | None] = relationship()
+    # Lets an event be written with a ticket not yet flushed (one flush per new ticket).
+    ticket: Mapped[Ticket] = relationship(viewonly=False, overlaps="events")
 
 
 class Outbox(Base):
@@ -307,6 +309,8 @@ class Outbox(Base):
     claimed_until: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None]
+
+    ticket: Mapped[Ticket | None] = relationship()
 
 
 class TicketFollower(Base):

@@ -152,7 +152,7 @@ def _queue(
             audience=audience,
             resident_id=resident_id,
             agency_id=agency_id,
-            ticket_id=ticket.id,
+            ticket=ticket,
             template=template,
             params={"number": ticket.number, **params},
             created_at=now,
@@ -246,10 +246,9 @@ def create_ticket(
         ],
     )
     session.add(ticket)
-    session.flush()
     session.add(
         TicketEvent(
-            ticket_id=ticket.id,
+            ticket=ticket,
             kind=EventKind.CREATED,
             actor_id=reporter.id,
             to_status=TicketStatus.NEW,
@@ -312,7 +311,7 @@ def transition(
             ticket.closed_at = now
 
         event = TicketEvent(
-            ticket_id=ticket.id,
+            ticket=ticket,
             kind=EventKind.REROUTED if action is Action.REROUTE else EventKind.STATUS_CHANGED,
             actor_id=actor.id if actor is not None else None,
             from_status=from_status,
@@ -485,23 +484,28 @@ def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     return 2 * 6_371_000 * math.asin(math.sqrt(h))
 
 
-def visible_ticket(session: Session, *, number: str, resident: Resident) -> Ticket | None:
+def visible_ticket(session: Session, *, number: str, resident_id: int) -> Ticket | None:
     """Return a ticket only to its reporter or a follower; None says nothing about existence."""
     ticket = session.scalar(select(Ticket).where(Ticket.number == number.strip().upper()))
     if ticket is None:
         return None
-    if ticket.reporter_id == resident.id or session.get(TicketFollower, (ticket.id, resident.id)):
+    if ticket.reporter_id == resident_id or session.get(TicketFollower, (ticket.id, resident_id)):
         return ticket
     return None
 
 
-def tickets_of(session: Session, *, resident: Resident, limit: int = 5) -> list[Ticket]:
+def tickets_of(session: Session, *, resident_id: int, limit: int = 5) -> list[Ticket]:
     """Return a resident's own and followed tickets, the most recently changed first."""
-    followed = select(TicketFollower.ticket_id).where(TicketFollower.resident_id == resident.id)
+    # A UNION, not an OR: each half uses its own index.
+    mine = (
+        select(Ticket.id)
+        .where(Ticket.reporter_id == resident_id)
+        .union(select(TicketFollower.ticket_id).where(TicketFollower.resident_id == resident_id))
+    )
     return list(
         session.scalars(
             select(Ticket)
-            .where(or_(Ticket.reporter_id == resident.id, Ticket.id.in_(followed)))
+            .where(Ticket.id.in_(mine))
             .options(joinedload(Ticket.agency))
             .order_by(Ticket.updated_at.desc(), Ticket.id.desc())
             .limit(limit)

@@ -941,13 +941,15 @@ class Turn:
         if numbers:
             out = []
             for number in dict.fromkeys(numbers):
-                ticket = visible_ticket(self.session, number=number, resident=self.resident)
+                ticket = visible_ticket(
+                    self.session, number=number, resident_id=self.sender.resident_id
+                )
                 if ticket is None:
                     out.append(self.reply("status.not_found", number=number))
                 else:
                     out.append(Outgoing(self.status_line(ticket, detailed=True)))
             return out
-        tickets = tickets_of(self.session, resident=self.resident, limit=5)
+        tickets = tickets_of(self.session, resident_id=self.sender.resident_id, limit=5)
         if not tickets:
             return [self.reply("status.none")]
         lines = "\n".join(self.status_line(t) for t in tickets)
