@@ -273,17 +273,19 @@ class Turn:
         if payload:
             self.data.pop("offered", None)
             return self.button(payload)
-        if self.incoming.location or self.incoming.photo:
-            out = self.attachment()
-            if not text:
-                return out
+        attached = bool(self.incoming.location or self.incoming.photo)
         if not text:
-            return [self.reply("fallback.empty")]
+            return self.attachment() if attached else [self.reply("fallback.empty")]
         parse = self.app.nlu.parse(text)
         if parse.language in self.app.responses.tables:
             self.lang = parse.language
         if parse.intent == "darurat":
             return self.emergency(text)
+        if attached:
+            # A photo or a pin with a caption: the caption is the story of a new report; inside
+            # a report already under way the attachment is added and the form goes on.
+            out = self.attachment()
+            return self.start_report(text, parse) if not self.draft.get("description") else out
         if parse.intent == "batal":
             return self.cancel()
         if self.state is not State.IDLE and self.state is not State.CLARIFY:

@@ -342,3 +342,26 @@ def test_status_updates_reach_the_resident_in_the_terminal(chat, assistant, cloc
     with assistant.sessions() as s:
         sent = s.scalars(select(Outbox).where(Outbox.audience == Audience.RESIDENT)).all()
     assert all(row.sent_at is not None for row in sent)
+
+
+def test_a_photo_with_a_caption_is_a_report_that_keeps_the_photo(chat, assistant):
+    me = chat()
+    out = me("/foto lubang-besar jalan berlubang besar di Jl. Paus depan SD 12, Tangkerang Barat")
+    assert me.t("id", "report.ask_privacy").splitlines()[0] in out  # the photo is already here
+    me("Biasa")
+    me("Kirim")
+    (ticket,) = tickets(assistant)
+    assert [p.file_id for p in ticket.photos] == ["console:lubang-besar"]
+    assert ticket.description.startswith("jalan berlubang besar")
+
+
+def test_a_photo_with_a_caption_inside_a_report_is_added_to_it(chat, assistant):
+    me = chat()
+    me(POTHOLE)
+    out = me("/foto lubang-dekat ini fotonya min")
+    assert me.t("id", "report.ask_privacy").splitlines()[0] in out
+    me("Anonim")
+    me("Kirim")
+    (ticket,) = tickets(assistant)
+    assert [p.file_id for p in ticket.photos] == ["console:lubang-dekat"]
+    assert ticket.description == POTHOLE
