@@ -31,20 +31,10 @@ from pathlib import Path
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 from nlu import load  # noqa: E402
-from nlu.evaluate import SimpleEntity, SimpleResult, evaluate_files  # noqa: E402
+from nlu.evaluate import HEADLINE, SimpleEntity, SimpleResult, evaluate_files  # noqa: E402
 
 CATEGORY_INTENTS = ("lapor", "tanya", "aspirasi")
-KEYS = (
-    "n",
-    "intent_accuracy",
-    "category_accuracy",
-    "label_accuracy",
-    "darurat_recall",
-    "darurat_precision",
-    "entity_f1",
-    "latency_ms_p50",
-    "latency_ms_p99",
-)
+KEYS = ("n", *HEADLINE)
 
 
 def _post(url: str, payload: dict, timeout: float = 30.0) -> dict:

@@ -470,10 +470,7 @@ class Turn:
             return [self.ask_category()]
         if not self.has_place():
             self.go(State.LOCATION)
-            out = self.reply(
-                "report.ask_location", buttons=[[("button.skip_location", "location:none")]]
-            )
-            return [Outgoing(out.text, buttons=out.buttons, request_location=True)]
+            return [self.ask_location(skippable=True)]
         if not d.get("similar_checked"):
             d["similar_checked"] = True
             similar = self.similar()
@@ -502,6 +499,10 @@ class Turn:
             self.go(State.PRIVACY)
             return [self.ask_privacy()]
         return [self.summary()]
+
+    def ask_location(self, *, skippable: bool) -> Outgoing:
+        skip = [[("button.skip_location", "location:none")]] if skippable else []
+        return replace(self.reply("report.ask_location", buttons=skip), request_location=True)
 
     def ask_privacy(self) -> Outgoing:
         return self.reply(
@@ -790,8 +791,7 @@ class Turn:
             self.go(State.EDIT)
             return [out]
         if value == "location":
-            out = self.reply("report.ask_location")
-            return [Outgoing(out.text, request_location=True)]
+            return [self.ask_location(skippable=False)]
         if value == "photo":
             return [self.reply("report.ask_photo", buttons=[[("button.skip", "photo:skip")]])]
         if value == "privacy":

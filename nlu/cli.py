@@ -95,7 +95,7 @@ def build_group(options: Callable[[], dict]) -> click.Group:
     @click.argument("files", nargs=-1, required=True, type=click.Path())
     @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
     def eval_(files: tuple[str, ...], as_json: bool) -> None:
-        from .evaluate import evaluate_files
+        from .evaluate import HEADLINE, evaluate_files
         from .rasa_yaml import RasaFormatError
 
         for f in files:
@@ -113,16 +113,7 @@ def build_group(options: Callable[[], dict]) -> click.Group:
             return
         for name, m in result["files"].items():
             click.echo(f"== {name} (n={m['n']})")
-            for k in (
-                "intent_accuracy",
-                "category_accuracy",
-                "label_accuracy",
-                "darurat_recall",
-                "darurat_precision",
-                "entity_f1",
-                "latency_ms_p50",
-                "latency_ms_p99",
-            ):
+            for k in HEADLINE:
                 click.echo(f"  {k:20s} {m[k]}")
             click.echo("  per intent (support precision recall f1):")
             for intent, s in m["per_intent"].items():

@@ -15,6 +15,17 @@ from .entities import place_key
 from .rasa_yaml import Example, read_nlu
 
 SCORED_ENTITIES = ("lokasi", "kecamatan", "kelurahan", "nomor_tiket")
+# The headline figures of a scored file, in the order they are printed.
+HEADLINE = (
+    "intent_accuracy",
+    "category_accuracy",
+    "label_accuracy",
+    "darurat_recall",
+    "darurat_precision",
+    "entity_f1",
+    "latency_ms_p50",
+    "latency_ms_p99",
+)
 
 
 class _Ent(Protocol):
