@@ -244,7 +244,7 @@ def act(
             raise NotFound(f"no agency {agency_code!r}")
         if agency.id == ticket.agency_id:
             raise DomainError(f"{ticket.number} is already with {agency.code}")
-    if action in (Action.RESOLVE,) and not note.strip():
+    if action is Action.RESOLVE and not note.strip():
         raise DomainError(f"closing {ticket.number} needs a note for the resident")
     actor = session.get_one(Resident, officer.resident_id)
     return transition(session, ticket, action, actor=actor, note=note, agency=agency, now=now)

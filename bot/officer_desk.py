@@ -322,10 +322,7 @@ class Desk:
         code = None if self.officer.role is OfficerRole.ADMIN else self.officer.agency.code
         stats = agency_statistics(self.session, agency_code=code, days=days, now=self.now)
 
-        def hours(value: float | None) -> str:
-            return "-" if value is None else f"{value:.1f}"
-
-        def stars(value: float | None) -> str:
+        def one_decimal(value: float | None) -> str:
             return "-" if value is None else f"{value:.1f}"
 
         lines = "\n".join(
@@ -335,7 +332,7 @@ class Desk:
                 opened=row.opened,
                 resolved=row.resolved,
                 overdue=row.overdue,
-                rating=stars(row.average_rating),
+                rating=one_decimal(row.average_rating),
             )
             for row in stats.by_category
         )
@@ -346,9 +343,9 @@ class Desk:
             opened=stats.opened,
             resolved=stats.resolved,
             overdue=stats.overdue,
-            first=hours(stats.median_first_response_hours),
-            resolution=hours(stats.median_resolution_hours),
-            rating=stars(stats.average_rating),
+            first=one_decimal(stats.median_first_response_hours),
+            resolution=one_decimal(stats.median_resolution_hours),
+            rating=one_decimal(stats.average_rating),
             ratings=stats.ratings,
             categories=lines,
         )
@@ -357,7 +354,7 @@ class Desk:
         """Admins add, remove and list officers from chat: /petugas tambah|hapus|daftar."""
         if self.officer.role is not OfficerRole.ADMIN:
             return self.say("officer.admin_only")
-        verb, *args = rest.split()
+        verb, *args = rest.split() or [""]
         channel = self.turn.incoming.channel
         if verb == "tambah" and len(args) >= 2:
             role = (

@@ -291,6 +291,7 @@ def test_statistics_for_the_agency_and_for_admins_all(chat, staff):
 
 def test_admins_add_and_remove_officers_from_chat_and_others_cannot(chat, staff, assistant):
     ani = chat("ani", "Ani")
+    assert ani.t("id", "officer.usage.petugas") in ani("/petugas")
     out = ani("/petugas tambah tono DLHK supervisor")
     assert ani.t("id", "officer.staff.added", user="tono", role="supervisor", agency="DLHK") in out
     assert "tono" in ani("/petugas daftar")
