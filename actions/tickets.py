@@ -6,8 +6,9 @@ import math
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
+from functools import cache
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import Executable, bindparam, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, joinedload
@@ -76,6 +77,18 @@ def format_number(prefix: str, year: int, sequence: int) -> str:
     return f"{prefix}-{year}-{sequence:06d}"
 
 
+@cache
+def _bump_statement() -> Executable:
+    """UPDATE … RETURNING of a counter row, built once: it runs for every new ticket."""
+    seq = TicketSequence.__table__
+    return (
+        update(seq)
+        .where(seq.c.prefix == bindparam("p"), seq.c.year == bindparam("y"))
+        .values(last_value=seq.c.last_value + 1)
+        .returning(seq.c.last_value)
+    )
+
+
 def next_ticket_number(session: Session, *, prefix: str, year: int) -> str:
     """Take the next number of a prefix and year.
 
@@ -83,14 +96,8 @@ def next_ticket_number(session: Session, *, prefix: str, year: int) -> str:
     lock serialises concurrent creators, and a rolled-back creation gives its number back, so
     numbers have no gaps and no duplicates.
     """
-    key = (TicketSequence.prefix == prefix, TicketSequence.year == year)
-    bump = (
-        update(TicketSequence)
-        .where(*key)
-        .values(last_value=TicketSequence.last_value + 1)
-        .returning(TicketSequence.last_value)
-    )
-    value = session.execute(bump).scalar()
+    bump, key = _bump_statement(), {"p": prefix, "y": year}
+    value = session.execute(bump, key).scalar()
     if value is None:  # the year's first ticket
         insert = {"postgresql": pg_insert, "sqlite": sqlite_insert}.get(
             session.get_bind().dialect.name
@@ -103,7 +110,7 @@ def next_ticket_number(session: Session, *, prefix: str, year: int) -> str:
             .values(prefix=prefix, year=year, last_value=0)
             .on_conflict_do_nothing()
         )
-        value = session.execute(bump).scalar_one()
+        value = session.execute(bump, key).scalar_one()
     return format_number(prefix, year, value)
 
 

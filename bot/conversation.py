@@ -9,10 +9,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
-from functools import cached_property
+from functools import cache, cached_property
 from typing import Any, Protocol
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Executable, bindparam, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from actions.city import LoadedCity
@@ -127,76 +127,67 @@ class Sender:
     updated_at: datetime | None
 
 
+@cache
+def _statements() -> dict[str, Executable]:
+    """The statements every message runs, built once: only their parameters change."""
+    r, c = Resident.__table__, Conversation.__table__
+    return {
+        "load": select(r.c.id, r.c.display_name, r.c.language, c.c.state, c.c.data, c.c.updated_at)
+        .select_from(r.outerjoin(c, c.c.resident_id == r.c.id))
+        .where(r.c.channel == bindparam("channel"), r.c.platform_user_id == bindparam("user"))
+        .with_for_update(of=r),
+        "add_resident": insert(r).returning(r.c.id),
+        "set_resident": update(r).where(r.c.id == bindparam("rid")),
+        "add_state": insert(c),
+        "set_state": update(c).where(c.c.resident_id == bindparam("rid")),
+    }
+
+
 def _load_sender(session: Session, incoming: Incoming) -> Sender:
     """Load (or create) the sender and their conversation.
 
     The resident's row is locked (PostgreSQL) so that two processes handling two messages of
     one resident at once take turns instead of overwriting each other's state.
     """
-    r, c = Resident.__table__, Conversation.__table__
-    row = (
-        session.connection()
-        .execute(
-            select(r.c.id, r.c.display_name, r.c.language, c.c.state, c.c.data, c.c.updated_at)
-            .select_from(r.outerjoin(c, c.c.resident_id == r.c.id))
-            .where(r.c.channel == incoming.channel, r.c.platform_user_id == incoming.user_id)
-            .with_for_update(of=r)
-        )
-        .first()
-    )
+    sql, conn = _statements(), session.connection()
+    row = conn.execute(
+        sql["load"], {"channel": incoming.channel, "user": incoming.user_id}
+    ).first()
     if row is None:  # first contact
         language = _platform_language(incoming.language_code) or "id"
-        resident_id = (
-            session.connection()
-            .execute(
-                insert(r)
-                .values(
-                    channel=incoming.channel,
-                    platform_user_id=incoming.user_id,
-                    display_name=incoming.display_name,
-                    language=language,
-                    created_at=utcnow(),
-                )
-                .returning(r.c.id)
-            )
-            .scalar_one()
-        )
+        resident_id = conn.execute(
+            sql["add_resident"],
+            {
+                "channel": incoming.channel,
+                "platform_user_id": incoming.user_id,
+                "display_name": incoming.display_name,
+                "language": language,
+                "created_at": utcnow(),
+            },
+        ).scalar_one()
         return Sender(resident_id, incoming.display_name, language, None, {}, None)
     sender = Sender(
         row.id, row.display_name, row.language, row.state, row.data or {}, row.updated_at
     )
     if incoming.display_name and row.display_name != incoming.display_name:
-        session.connection().execute(
-            update(r).where(r.c.id == row.id).values(display_name=incoming.display_name)
-        )
+        conn.execute(sql["set_resident"], {"rid": row.id, "display_name": incoming.display_name})
         sender.display_name = incoming.display_name
     return sender
 
 
 def _save_turn(session: Session, sender: Sender, turn: Turn) -> None:
     """Write the conversation and the language back, only when they changed."""
-    r, c = Resident.__table__, Conversation.__table__
-    conn = session.connection()
+    sql, conn = _statements(), session.connection()
     if turn.lang != sender.language:
-        conn.execute(update(r).where(r.c.id == sender.resident_id).values(language=turn.lang))
+        conn.execute(sql["set_resident"], {"rid": sender.resident_id, "language": turn.lang})
     state = turn.state.value
     idle = state == State.IDLE.value and not turn.data
+    values = {"state": state, "data": turn.data, "updated_at": turn.now}
     if sender.state is None:
         if not idle:
-            conn.execute(
-                insert(c).values(
-                    resident_id=sender.resident_id,
-                    state=state,
-                    data=turn.data,
-                    updated_at=turn.now,
-                )
-            )
+            conn.execute(sql["add_state"], {"resident_id": sender.resident_id, **values})
     elif (state, turn.data) != (sender.state, sender.data) or not idle:
-        conn.execute(
-            update(c)
-            .where(c.c.resident_id == sender.resident_id)
-            .values(state=state, data=turn.data, updated_at=turn.now)
-        )
+        conn.execute(sql["set_state"], {"rid": sender.resident_id, **values})
 
 
 class Turn:
