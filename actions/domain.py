@@ -72,6 +72,28 @@ class OutboxState(StrEnum):
     FAILED = "failed"
 
 
+class GroupKind(StrEnum):
+    RT_RW = "rt_rw"
+    KELURAHAN = "kelurahan"
+    KOMUNITAS = "komunitas"
+    AGENCY = "agency"
+
+
+class BroadcastState(StrEnum):
+    SCHEDULED = "scheduled"  # waiting for its time
+    SENDING = "sending"  # recipients chosen, deliveries under way
+    DONE = "done"
+    CANCELLED = "cancelled"
+
+
+class DeliveryState(StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+    BLOCKED = "blocked"  # the resident blocked the bot
+    CANCELLED = "cancelled"
+
+
 class DomainError(Exception):
     """A request the domain refuses; the message is safe to show an operator."""
 

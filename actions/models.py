@@ -26,8 +26,11 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, rela
 from actions.domain import (
     AreaLevel,
     Audience,
+    BroadcastState,
+    DeliveryState,
     DomainError,
     EventKind,
+    GroupKind,
     OfficerRole,
     OutboxState,
     Privacy,
@@ -84,7 +87,7 @@ def _enum(cls: type, name: str | None = None) -> Enum:
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
-    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON}
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON, list[str]: JSON}
 
 
 class City(Base):
@@ -174,6 +177,10 @@ class Resident(Base):
     display_name: Mapped[str] = mapped_column(String(200), default="")
     language: Mapped[str] = mapped_column(String(8), default="id")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Set when the platform says the resident blocked the bot; cleared when they write again.
+    blocked_at: Mapped[datetime | None]
+    # Offered to follow the kelurahan of their first report (asked once).
+    follow_offered: Mapped[bool] = mapped_column(default=False, server_default="0")
 
 
 class Officer(Base):
@@ -342,6 +349,141 @@ class ProcessedUpdate(Base):
     channel: Mapped[str] = mapped_column(String(20), primary_key=True)
     update_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     processed_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class AreaFollower(Base):
+    """A resident who hears the announcements for an area (and the areas inside it)."""
+
+    __tablename__ = "area_follower"
+
+    resident_id: Mapped[int] = mapped_column(ForeignKey("resident.id"), primary_key=True)
+    area_id: Mapped[int] = mapped_column(ForeignKey("area.id"), primary_key=True, index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    area: Mapped[Area] = relationship()
+
+
+class CivicGroup(Base):
+    """An RT/RW, a kelurahan, a community or an agency that announces to its followers."""
+
+    __tablename__ = "civic_group"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(40), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[GroupKind] = mapped_column(_enum(GroupKind))
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    areas: Mapped[list[Area]] = relationship(secondary="group_area", order_by="Area.code")
+
+
+class GroupArea(Base):
+    """An area a group may address (and every area inside it)."""
+
+    __tablename__ = "group_area"
+
+    group_id: Mapped[int] = mapped_column(ForeignKey("civic_group.id"), primary_key=True)
+    area_id: Mapped[int] = mapped_column(ForeignKey("area.id"), primary_key=True)
+
+
+class GroupManager(Base):
+    """A resident who may announce for a group."""
+
+    __tablename__ = "group_manager"
+
+    group_id: Mapped[int] = mapped_column(ForeignKey("civic_group.id"), primary_key=True)
+    resident_id: Mapped[int] = mapped_column(ForeignKey("resident.id"), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    group: Mapped[CivicGroup] = relationship()
+    resident: Mapped[Resident] = relationship()
+
+
+class GroupFollower(Base):
+    """A resident who follows a group."""
+
+    __tablename__ = "group_follower"
+
+    resident_id: Mapped[int] = mapped_column(ForeignKey("resident.id"), primary_key=True)
+    group_id: Mapped[int] = mapped_column(
+        ForeignKey("civic_group.id"), primary_key=True, index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    group: Mapped[CivicGroup] = relationship()
+
+
+class Broadcast(Base):
+    """An announcement of a group to its followers or to an area it may address."""
+
+    __tablename__ = "broadcast"
+    __table_args__ = (Index("ix_broadcast_state_scheduled", "state", "scheduled_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    group_id: Mapped[int] = mapped_column(ForeignKey("civic_group.id"), index=True)
+    author_id: Mapped[int | None] = mapped_column(ForeignKey("resident.id"))  # None: the CLI
+    text: Mapped[str] = mapped_column(Text)
+    photo: Mapped[str] = mapped_column(String(255), default="")  # a file id or URL
+    link: Mapped[str] = mapped_column(String(500), default="")
+    area_id: Mapped[int | None] = mapped_column(ForeignKey("area.id"))  # None: the followers
+    poll_options: Mapped[list[str]] = mapped_column(default=list)
+    state: Mapped[BroadcastState] = mapped_column(
+        _enum(BroadcastState), default=BroadcastState.SCHEDULED
+    )
+    scheduled_at: Mapped[datetime] = mapped_column(default=utcnow)
+    recipients: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    cancelled_by_id: Mapped[int | None] = mapped_column(ForeignKey("resident.id"))
+
+    group: Mapped[CivicGroup] = relationship()
+    area: Mapped[Area | None] = relationship()
+
+
+class BroadcastDelivery(Base):
+    """One announcement for one resident: claimed with a lease, sent once."""
+
+    __tablename__ = "broadcast_delivery"
+    __table_args__ = (
+        UniqueConstraint("broadcast_id", "resident_id"),
+        Index("ix_broadcast_delivery_due", "state", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    broadcast_id: Mapped[int] = mapped_column(ForeignKey("broadcast.id"))
+    resident_id: Mapped[int] = mapped_column(ForeignKey("resident.id"))
+    state: Mapped[DeliveryState] = mapped_column(
+        _enum(DeliveryState), default=DeliveryState.PENDING
+    )
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    claimed_by: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    claimed_until: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None]
+    last_error: Mapped[str] = mapped_column(Text, default="")
+
+
+class PollVote(Base):
+    """A resident's answer to an announcement's poll (a new tap replaces the old one)."""
+
+    __tablename__ = "poll_vote"
+
+    broadcast_id: Mapped[int] = mapped_column(ForeignKey("broadcast.id"), primary_key=True)
+    resident_id: Mapped[int] = mapped_column(ForeignKey("resident.id"), primary_key=True)
+    option: Mapped[int]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SendPace(Base):
+    """A channel's shared send clock: every worker books its slots here, so together they keep
+    to the platform's overall rate."""
+
+    __tablename__ = "send_pace"
+
+    channel: Mapped[str] = mapped_column(String(20), primary_key=True)
+    next_slot_at: Mapped[datetime]
 
 
 @event.listens_for(Session, "before_flush")
