@@ -26,11 +26,20 @@ BACKOFF_BASE = timedelta(seconds=10)  # 10 s, 20 s, 40 s … capped at an hour
 
 
 class DeliveryError(Exception):
-    """A send that failed; `permanent` when retrying cannot help (blocked bot, unknown chat)."""
+    """A send that failed; `permanent` when retrying cannot help (blocked bot, unknown chat),
+    `blocked` when the recipient blocked the bot, `retry_after` when the platform said wait."""
 
-    def __init__(self, message: str, *, permanent: bool = False, retry_after: float = 0) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        permanent: bool = False,
+        blocked: bool = False,
+        retry_after: float = 0,
+    ) -> None:
         super().__init__(message)
-        self.permanent = permanent
+        self.permanent = permanent or blocked
+        self.blocked = blocked
         self.retry_after = retry_after
 
 
@@ -187,6 +196,8 @@ class Dispatcher:
             row.attempts += 1
             row.last_error = str(exc)[:500]
             row.claimed_until = None
+            if exc.blocked and row.resident_id is not None:
+                session.get_one(Resident, row.resident_id).blocked_at = now
             if exc.permanent or row.attempts >= MAX_ATTEMPTS:
                 row.state = OutboxState.FAILED
                 log.warning("outbox %s failed for good: %s", row.id, exc)

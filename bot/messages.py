@@ -10,7 +10,8 @@ class Button:
     """A choice the resident can tap (or type: its label or its number in the terminal)."""
 
     label: str
-    payload: str
+    payload: str = ""
+    url: str = ""  # a link button opens this instead of sending a payload
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class Outgoing:
 
     text: str
     buttons: tuple[tuple[Button, ...], ...] = ()
+    title: str = ""  # an announcement's header, shown bold where the channel can
     request_location: bool = False
     location: tuple[float, float] | None = None
     photos: tuple[str, ...] = field(default=())

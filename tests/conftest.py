@@ -26,6 +26,8 @@ PG_URL = os.environ.get(
     "WARGA_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 REQUIRE_PG = os.environ.get("WARGA_REQUIRE_POSTGRES") == "1"
+# As `warga` runs: python-telegram-bot's durations as timedeltas (see bot/cli.py main).
+os.environ.setdefault("PTB_TIMEDELTA", "1")
 _pg_problem: list[str] = []
 
 

@@ -88,13 +88,18 @@ class ConsoleChat:
 
     def show(self, reply: Outgoing) -> None:
         """Print a message; its buttons join the choices numbered since the last line typed."""
+        if reply.title:
+            print(f"== {reply.title} ==", file=self.out)
         print(reply.text, file=self.out)
-        if reply.flat_buttons:
+        for photo in reply.photos:
+            print(f"[foto: {photo}]", file=self.out)
+        for link in (b for b in reply.flat_buttons if b.url):
+            print(f"🔗 {link.label}: {link.url}", file=self.out)
+        tappable = [b for b in reply.flat_buttons if not b.url]
+        if tappable:
             start = len(self.buttons)
-            self.buttons.extend(reply.flat_buttons)
-            choices = "  ".join(
-                f"[{i}] {b.label}" for i, b in enumerate(reply.flat_buttons, start + 1)
-            )
+            self.buttons.extend(tappable)
+            choices = "  ".join(f"[{i}] {b.label}" for i, b in enumerate(tappable, start + 1))
             print(choices, file=self.out)
         if reply.request_location:
             print(

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import html
 import logging
 import time
-from collections.abc import Awaitable, Callable
+import warnings
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
 from telegram import (
+    Bot,
     BotCommand,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
@@ -34,9 +37,11 @@ from telegram.ext import (
     filters,
 )
 from telegram.request import BaseRequest
+from telegram.warnings import PTBDeprecationWarning
 
 from actions.inbox import forget_updates
 from actions.sla import run_sla_check
+from bot.broadcaster import Broadcaster
 from bot.conversation import Assistant
 from bot.dispatcher import DeliveryError, Dispatcher
 from bot.messages import Incoming, Outgoing
@@ -45,7 +50,7 @@ from bot.responses import Responses
 log = logging.getLogger(__name__)
 
 CHANNEL = "telegram"
-COMMANDS = ("start", "lapor", "status", "batal", "bantuan")
+COMMANDS = ("start", "lapor", "status", "ikuti", "langganan", "berhenti", "batal", "bantuan")
 DISPATCH_INTERVAL = 1.0  # seconds between outbox sweeps
 HOUSEKEEPING_EVERY = 3600.0  # seconds between clean-ups of processed update ids
 SLA_EVERY = 300.0  # seconds between runs of the SLA clock
@@ -91,19 +96,48 @@ def markup(reply: Outgoing, responses: Responses) -> Any:
     if reply.buttons:
         return InlineKeyboardMarkup(
             [
-                [InlineKeyboardButton(b.label, callback_data=b.payload) for b in row]
+                [
+                    InlineKeyboardButton(b.label, url=b.url)
+                    if b.url
+                    else InlineKeyboardButton(b.label, callback_data=b.payload)
+                    for b in row
+                ]
                 for row in reply.buttons
             ]
         )
     return None
 
 
+def announcement_html(reply: Outgoing) -> str:
+    """An announcement as Telegram HTML: our bold header, then the author's text escaped, so
+    nothing they typed can become markup (tags, links, entities)."""
+    return f"<b>{html.escape(reply.title)}</b>\n{html.escape(reply.text)}"
+
+
 async def render(bot: Any, chat_id: int | str, reply: Outgoing, responses: Responses) -> None:
-    await bot.send_message(chat_id, reply.text, reply_markup=markup(reply, responses))
+    keyboard = markup(reply, responses)
+    if reply.title:
+        body = announcement_html(reply)
+        if reply.photos:
+            await bot.send_photo(
+                chat_id, reply.photos[0], caption=body, parse_mode="HTML", reply_markup=keyboard
+            )
+        else:
+            await bot.send_message(chat_id, body, parse_mode="HTML", reply_markup=keyboard)
+        return
+    await bot.send_message(chat_id, reply.text, reply_markup=keyboard)
     if reply.location is not None:
         await bot.send_location(chat_id, latitude=reply.location[0], longitude=reply.location[1])
     for photo in reply.photos:
         await bot.send_photo(chat_id, photo)
+
+
+def _seconds(exc: RetryAfter) -> float:
+    """`retry_after` in seconds: a timedelta with PTB_TIMEDELTA=1 (as `warga` runs), or an int."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PTBDeprecationWarning)
+        retry = exc.retry_after
+    return retry.total_seconds() if isinstance(retry, timedelta) else float(retry)
 
 
 class TelegramSender:
@@ -116,15 +150,23 @@ class TelegramSender:
         try:
             await render(self.bot, int(chat_id), message, self.responses)
         except RetryAfter as exc:
-            retry = exc.retry_after
-            seconds = retry.total_seconds() if hasattr(retry, "total_seconds") else float(retry)
-            raise DeliveryError(str(exc), retry_after=seconds) from exc
+            raise DeliveryError(str(exc), retry_after=_seconds(exc)) from exc
         except Forbidden as exc:  # the resident blocked the bot
-            raise DeliveryError(str(exc), permanent=True) from exc
+            raise DeliveryError(str(exc), blocked=True) from exc
         except BadRequest as exc:  # chat not found, and the like: retrying cannot help
             raise DeliveryError(str(exc), permanent=True) from exc
         except (NetworkError, TelegramError) as exc:
             raise DeliveryError(str(exc)) from exc
+
+
+@contextlib.asynccontextmanager
+async def bot_sender(
+    token: str, responses: Responses, *, api_url: str | None = None
+) -> AsyncIterator[TelegramSender]:
+    """A sender on its own Bot, for delivery workers outside the bot's process."""
+    base = api_url.rstrip("/") if api_url else "https://api.telegram.org"
+    async with Bot(token, base_url=f"{base}/bot", base_file_url=f"{base}/file/bot") as bot:
+        yield TelegramSender(bot, responses)
 
 
 def build_application(
@@ -168,6 +210,13 @@ def build_application(
             background.append(
                 asyncio.create_task(_dispatch_forever(assistant, dispatcher, dispatch_interval))
             )
+            broadcaster = Broadcaster(
+                assistant.sessions,
+                responses,
+                {CHANNEL: TelegramSender(app.bot, responses)},
+                clock=assistant.clock,
+            )
+            background.append(asyncio.create_task(_broadcast_forever(broadcaster)))
 
     async def post_shutdown(app: Application) -> None:
         for task in background:
@@ -240,6 +289,16 @@ async def _dispatch_forever(assistant: Assistant, dispatcher: Dispatcher, interv
             log.exception("background sweep failed")
         if not sent:
             await asyncio.sleep(interval)
+
+
+async def _broadcast_forever(broadcaster: Broadcaster) -> None:
+    """Send announcements beside the conversation; a failed round is logged and retried."""
+    while True:
+        try:
+            await broadcaster.run()
+        except Exception:  # noqa: BLE001 - keep announcing; the log has the details
+            log.exception("broadcast round failed")
+            await asyncio.sleep(5)
 
 
 def run_sla(assistant: Assistant) -> None:

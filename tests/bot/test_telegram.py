@@ -93,7 +93,16 @@ def test_start_greets_with_buttons_and_registers_the_commands(emulator, tg_assis
         assert bot.t("id", "button.report") in reply.button_texts
         registered = bot.request.local_calls_to("setMyCommands")
         names = {c["command"] for call in registered for c in _commands(call)}
-        assert names == {"start", "lapor", "status", "batal", "bantuan"}
+        assert names == {
+            "start",
+            "lapor",
+            "status",
+            "ikuti",
+            "langganan",
+            "berhenti",
+            "batal",
+            "bantuan",
+        }
 
     run(emulator, tg_assistant, scenario)
 
@@ -294,7 +303,8 @@ def test_officer_and_resident_work_a_ticket_end_to_end(emulator, tg_assistant, c
             await siti.press("privacy:biasa", privacy_q.message_id)
             (summary,) = await siti.replies(count=1)
             await siti.press("confirm:send", summary.message_id)
-            (done,) = await siti.replies(count=1)
+            done, offer = await siti.replies(count=2)  # and, once, an offer to follow
+            assert "Tangkerang Barat" in offer.text
             number = next(w for w in done.text.split() if w.startswith("PKU-"))
             # The agency's officer is told, with buttons, and takes it.
             (new,) = await budi.replies(count=1, timeout=5)
