@@ -621,6 +621,16 @@ def mark_blocked(session: Session, *, delivery_id: int, now: datetime, error: st
     )
 
 
+def renew(session: Session, delivery_ids: Sequence[int], until: datetime) -> None:
+    """Extend the lease on deliveries still in hand."""
+    if delivery_ids:
+        session.execute(
+            update(BroadcastDelivery)
+            .where(BroadcastDelivery.id.in_(list(delivery_ids)))
+            .values(claimed_until=until)
+        )
+
+
 def release(session: Session, delivery_ids: Sequence[int], *, not_before: datetime) -> None:
     """Give claimed deliveries back, to be sent from `not_before` on."""
     if delivery_ids:

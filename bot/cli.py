@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,12 +14,21 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, selectinload
 
-from actions import migrate
+from actions import broadcasts, migrate
 from actions.city import CityFileError, LoadedCity, city_file_path, load_city_file, sync_city
 from actions.db import make_engine, make_session_factory
-from actions.domain import DomainError, OfficerRole, TicketStatus
-from actions.models import Agency, Area, Category, RoutingRule, Ticket, TicketEvent
-from actions.people import add_officer, list_officers, remove_officer
+from actions.domain import DomainError, GroupKind, OfficerRole, TicketStatus
+from actions.models import (
+    Agency,
+    Area,
+    Category,
+    GroupFollower,
+    RoutingRule,
+    Ticket,
+    TicketEvent,
+    utcnow,
+)
+from actions.people import add_officer, get_or_create_resident, list_officers, remove_officer
 from actions.settings import Settings
 from actions.tickets import get_ticket, list_tickets
 
@@ -413,6 +423,247 @@ def serve(app: App, host: str, port: int, public_url: str | None) -> None:
 
 
 @cli.group(cls=_Group)
+def group() -> None:
+    """Register civic groups (RT/RW, kelurahan, communities, agencies) and their managers."""
+
+
+@group.command("add")
+@click.argument("code")
+@click.option("--name", required=True, help="The name residents see.")
+@click.option(
+    "--kind",
+    type=click.Choice([k.value for k in GroupKind]),
+    default=GroupKind.KOMUNITAS.value,
+    show_default=True,
+)
+@click.option(
+    "--area",
+    "areas",
+    multiple=True,
+    required=True,
+    help="An area it may address (name or Kemendagri code); repeat for several.",
+)
+@click.option("--manager", "managers", multiple=True, help="A manager's user id; repeatable.")
+@_channel
+@pass_app
+def group_add(
+    app: App,
+    code: str,
+    name: str,
+    kind: str,
+    areas: tuple[str, ...],
+    managers: tuple[str, ...],
+    channel: str,
+) -> None:
+    """Register a group (or update it) with the areas it may address."""
+    with app.session() as s:
+        g = broadcasts.add_group(s, code=code, name=name, kind=GroupKind(kind), area_codes=areas)
+        for user in managers:
+            resident = get_or_create_resident(s, channel=channel, platform_user_id=user)
+            broadcasts.add_manager(s, group=g, resident=resident)
+        click.echo(
+            f"{g.code}: {g.name} ({g.kind.value}); areas: {', '.join(a.name for a in g.areas)}"
+        )
+
+
+@group.command("list")
+@pass_app
+def group_list(app: App) -> None:
+    """The groups, their areas, managers and followers."""
+    with app.session() as s:
+        for g in broadcasts.list_groups(s):
+            managers = ", ".join(
+                f"{r.channel}:{r.platform_user_id}" for r in broadcasts.managers_of(s, g)
+            )
+            followers = s.scalar(select(func.count()).where(GroupFollower.group_id == g.id))
+            click.echo(
+                f"{g.code:20} {g.name} ({g.kind.value}); areas: "
+                f"{', '.join(a.name for a in g.areas)}; managers: {managers or '-'}; "
+                f"followers: {followers}"
+            )
+
+
+@group.command("manager")
+@click.argument("code")
+@_user
+@_channel
+@click.option("--remove", is_flag=True, help="Take the right away instead.")
+@pass_app
+def group_manager(app: App, code: str, user_id: str, channel: str, remove: bool) -> None:
+    """Let a person announce for a group (or stop them)."""
+    with app.session() as s:
+        g = broadcasts.get_group(s, code)
+        resident = get_or_create_resident(s, channel=channel, platform_user_id=user_id)
+        if remove:
+            broadcasts.remove_manager(s, group=g, resident=resident)
+        else:
+            broadcasts.add_manager(s, group=g, resident=resident)
+    click.echo(f"{channel}:{user_id} {'no longer manages' if remove else 'manages'} {g.code}")
+
+
+@cli.group(cls=_Group)
+def broadcast() -> None:
+    """Send announcements and follow their delivery."""
+
+
+@broadcast.command("send")
+@click.option("--group", "group_code", required=True, help="The announcing group's code.")
+@click.option(
+    "--text", required=True, help="The announcement (plain text; escaped for each channel)."
+)
+@click.option("--area", help="Only followers of this area (and the areas inside it).")
+@click.option("--photo", default="", help="A photo: a Telegram file id or an https URL.")
+@click.option("--link", default="", help="A link, shown as a button.")
+@click.option("--poll", "poll", multiple=True, help="A poll answer (2 to 4); repeat.")
+@click.option("--at", "at", help="Local time to send, 'YYYY-MM-DD HH:MM' (default: now).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option(
+    "--wait/--no-wait",
+    default=True,
+    show_default=True,
+    help="Deliver it now, with a progress bar.",
+)
+@pass_app
+def broadcast_send(
+    app: App,
+    group_code: str,
+    text: str,
+    area: str | None,
+    photo: str,
+    link: str,
+    poll: tuple[str, ...],
+    at: str | None,
+    yes: bool,
+    wait: bool,
+) -> None:
+    """Queue an announcement; by default also deliver it here, showing progress."""
+    tz = app.city.config.tz
+    scheduled = None
+    if at:
+        try:
+            scheduled = datetime.strptime(at, "%Y-%m-%d %H:%M").replace(tzinfo=tz)
+        except ValueError:
+            raise click.BadParameter("use 'YYYY-MM-DD HH:MM'", param_hint="--at") from None
+    with app.session() as s:
+        g = broadcasts.get_group(s, group_code)
+        target = broadcasts.find_area(s, area) if area else None
+        count = broadcasts.count_audience(s, group_id=g.id, area_id=target.id if target else None)
+        who = target.name if target else f"followers of {g.name}"
+        click.echo(f"{g.name} → {who}: {count} recipients now")
+        if not yes:
+            click.confirm("Send?", abort=True)
+        b = broadcasts.create_broadcast(
+            s,
+            group=g,
+            author=None,
+            text=text,
+            area=target,
+            photo=photo,
+            link=link,
+            poll_options=poll,
+            scheduled_at=scheduled,
+        )
+        broadcast_id = b.id
+    click.echo(f"broadcast {broadcast_id} queued")
+    if scheduled is not None or not wait:
+        return
+    _deliver(app, until_done=broadcast_id)
+
+
+@broadcast.command("worker")
+@click.option("--rate", type=float, default=None, help="Messages per second (default 29).")
+@pass_app
+def broadcast_worker(app: App, rate: float | None) -> None:
+    """Deliver announcements until stopped (run several, on several machines if needed)."""
+    _deliver(app, until_done=None, rate=rate)
+
+
+def _deliver(app: App, *, until_done: int | None, rate: float | None = None) -> None:
+    """Run a delivery worker; with `until_done`, until that broadcast is finished."""
+    import asyncio
+    import signal
+
+    from bot.broadcaster import RATE, Broadcaster
+    from bot.channels.telegram import CHANNEL, bot_sender
+
+    token = app.settings.telegram_bot_token
+    if token is None:
+        raise click.ClickException(
+            "delivering needs TELEGRAM_BOT_TOKEN; the queued broadcast goes out with the "
+            "running bot or 'warga broadcast worker'"
+        )
+    runtime = _runtime(app)
+
+    def progress_of() -> broadcasts.Progress:
+        with runtime.sessions.begin() as s:
+            return broadcasts.progress(s, broadcasts.get_broadcast(s, until_done))
+
+    async def work() -> None:
+        async with bot_sender(
+            token.get_secret_value(), runtime.responses, api_url=app.settings.telegram_api_url
+        ) as sender:
+            worker = Broadcaster(
+                runtime.sessions, runtime.responses, {CHANNEL: sender}, rate=rate or RATE
+            )
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):  # finish the message in hand, then stop
+                loop.add_signal_handler(sig, lambda: setattr(worker, "stopping", True))
+            if until_done is None:
+                await worker.run()
+                return
+            bar = click.progressbar(length=max(progress_of().recipients, 1), label="sending")
+            with bar:
+                shown = 0
+
+                def done() -> bool:
+                    nonlocal shown
+                    p = progress_of()
+                    bar.length = max(p.recipients, 1)
+                    bar.update(p.done - shown)
+                    shown = p.done
+                    return p.state in ("done", "cancelled")
+
+                await worker.run(idle=0.5, until=done)
+            p = progress_of()
+            click.echo(", ".join(f"{k} {v}" for k, v in p.counts.items() if v) or "no recipients")
+
+    asyncio.run(work())
+
+
+@broadcast.command("status")
+@click.argument("broadcast_id", required=False, type=int)
+@pass_app
+def broadcast_status(app: App, broadcast_id: int | None) -> None:
+    """Sent, pending, failed and blocked deliveries (the last 10 broadcasts, or one)."""
+    with app.session() as s:
+        shown = (
+            [broadcasts.get_broadcast(s, broadcast_id)]
+            if broadcast_id
+            else broadcasts.recent_broadcasts(s, limit=10)
+        )
+        for b in shown:
+            p = broadcasts.progress(s, b)
+            counts = ", ".join(f"{k} {v}" for k, v in p.counts.items() if v) or "-"
+            click.echo(
+                f"#{b.id} {b.group.code} {p.state} at {_when(b.scheduled_at)}: "
+                f"{p.recipients} recipients; {counts}"
+            )
+            for answer, votes in p.poll:
+                click.echo(f"    {answer}: {votes}")
+
+
+@broadcast.command("cancel")
+@click.argument("broadcast_id", type=int)
+@pass_app
+def broadcast_cancel(app: App, broadcast_id: int) -> None:
+    """Stop a broadcast: what has not gone out is not sent."""
+    with app.session() as s:
+        b = broadcasts.get_broadcast(s, broadcast_id)
+        n = broadcasts.cancel_broadcast(s, b, by=None, admin=True, now=utcnow())
+    click.echo(f"broadcast {broadcast_id} cancelled; {n} deliveries not sent")
+
+
+@cli.group(cls=_Group)
 def sla() -> None:
     """The SLA clock (it also runs every 5 minutes inside 'warga run' and 'warga serve')."""
 
@@ -458,4 +709,9 @@ _add_nlu_group()
 
 
 def main() -> None:
+    import os
+
+    # python-telegram-bot's coming behaviour now: durations such as RetryAfter.retry_after are
+    # timedeltas (PTB 22 warns about the old integers on every 429).
+    os.environ.setdefault("PTB_TIMEDELTA", "1")
     cli(prog_name="warga")

@@ -37,7 +37,9 @@ from actions.tickets import (
     tickets_of,
     visible_ticket,
 )
+from bot.announce import Announcer
 from bot.faq import FaqIndex
+from bot.following import Following
 from bot.messages import Button, Incoming, Outgoing
 from bot.officer_desk import COMMANDS as OFFICER_COMMANDS
 from bot.officer_desk import Desk
@@ -70,9 +72,20 @@ class State(StrEnum):
     CLARIFY = "clarify"
     FORWARD = "tanya.forward"
     OFFICER_REPLY = "officer.reply"
+    FOLLOW = "follow.name"  # waiting for the name of a place or group to follow
+    ANNOUNCE_GROUP = "announce.group"
+    ANNOUNCE_TEXT = "announce.text"
+    ANNOUNCE_AUDIENCE = "announce.audience"
+    ANNOUNCE_WHEN = "announce.when"
+    ANNOUNCE_TIME = "announce.time"
+    ANNOUNCE_POLL_ASK = "announce.poll_ask"
+    ANNOUNCE_POLL = "announce.poll"
+    ANNOUNCE_CONFIRM = "announce.confirm"
 
 
 FORM_STATES = frozenset(State) - {State.IDLE}
+# Announcement steps that take typed text (or a photo with its caption) rather than buttons.
+_ANNOUNCE_TYPED = frozenset({State.ANNOUNCE_TEXT, State.ANNOUNCE_TIME, State.ANNOUNCE_POLL})
 # Intents answered on the side while a form waits for a button.
 _ASIDE = frozenset(
     {"cek_status", "tanya", "salam", "terima_kasih", "bantuan", "nilai", "ikuti", "berhenti"}
@@ -133,6 +146,7 @@ def _statements() -> dict[str, Executable]:
     r, c = Resident.__table__, Conversation.__table__
     return {
         "load": select(r.c.id, r.c.display_name, r.c.language, c.c.state, c.c.data, c.c.updated_at)
+        .add_columns(r.c.blocked_at)
         .select_from(r.outerjoin(c, c.c.resident_id == r.c.id))
         .where(r.c.channel == bindparam("channel"), r.c.platform_user_id == bindparam("user"))
         .with_for_update(of=r),
@@ -169,9 +183,13 @@ def _load_sender(session: Session, incoming: Incoming) -> Sender:
     sender = Sender(
         row.id, row.display_name, row.language, row.state, row.data or {}, row.updated_at
     )
+    changed: dict[str, Any] = {}
     if incoming.display_name and row.display_name != incoming.display_name:
-        conn.execute(sql["set_resident"], {"rid": row.id, "display_name": incoming.display_name})
-        sender.display_name = incoming.display_name
+        changed["display_name"] = sender.display_name = incoming.display_name
+    if row.blocked_at is not None:  # they write again: they have unblocked the bot
+        changed["blocked_at"] = None
+    if changed:
+        conn.execute(sql["set_resident"], {"rid": row.id, **changed})
     return sender
 
 
@@ -192,6 +210,8 @@ def _save_turn(session: Session, sender: Sender, turn: Turn) -> None:
 
 class Turn:
     """One message of one resident: reads the state, decides, writes the new state."""
+
+    states = State  # for the command sets in other modules
 
     def __init__(
         self, app: Assistant, session: Session, sender: Sender, incoming: Incoming
@@ -260,6 +280,8 @@ class Turn:
             return Desk(self, self.officer).button(self.incoming.payload)
         if self.state is State.OFFICER_REPLY and self.officer is not None and text:
             return Desk(self, self.officer).pending_reply(text)
+        if not self.incoming.payload and self.state in _ANNOUNCE_TYPED:
+            return self.announce_typed(text)
         payload = self.incoming.payload or self.typed_button(text)
         if payload:
             self.data.pop("offered", None)
@@ -325,6 +347,17 @@ class Turn:
             return [self.reply("report.ask_description")]
         if name in ("status", "cek"):
             return self.status(self.app.nlu.parse(rest) if rest else None)
+        if name == "ikuti":
+            self.reset()
+            return self.follow(rest, self.app.nlu.parse(rest) if rest else None)
+        if name == "langganan":
+            return Following(self).listing()
+        if name == "berhenti":
+            return Following(self).stop(rest, self.app.nlu.parse(rest) if rest else None)
+        if name == "umumkan":
+            return Announcer(self).command(rest)
+        if name == "grup":
+            return Announcer(self).groups_command(rest)
         return [self.reply("command.unknown", command=name), self.help()]
 
     # -- intents ---------------------------------------------------------------------------
@@ -346,12 +379,33 @@ class Turn:
             "terima_kasih": lambda: [self.reply("terima_kasih.reply")],
             "bantuan": lambda: [self.help()],
             "nilai": self.ask_rating,
-            "ikuti": lambda: [self.reply("ikuti.not_yet")],
-            "berhenti": lambda: [self.reply("berhenti.not_yet")],
+            "ikuti": lambda: self.follow(text, parse),
+            "berhenti": lambda: Following(self).stop(text, parse),
             "luar_topik": lambda: [self.reply("luar_topik.reply")],
         }
         handler = simple.get(parse.intent)
         return handler() if handler else self.clarify(text)
+
+    def follow(self, words: str, parse: Any | None) -> list[Outgoing]:
+        """Follow what the words name, or offer the choices and wait for a name."""
+        following = Following(self)
+        followed = following.follow(words, parse)
+        if followed is not None:
+            return followed
+        menu = following.menu()
+        self.go(State.FOLLOW)
+        return [menu]
+
+    def announce_typed(self, text: str) -> list[Outgoing]:
+        announcer = Announcer(self)
+        # "batal" alone leaves the form; an announcement may well contain the word.
+        if len(text.split()) <= 3 and text and self.app.nlu.parse(text).intent == "batal":
+            return self.cancel()
+        if self.state is State.ANNOUNCE_TEXT:
+            return announcer.text(text, self.incoming.photo)
+        if self.state is State.ANNOUNCE_TIME:
+            return announcer.typed_time(text)
+        return announcer.typed_poll(text)
 
     def welcome(self, key: str) -> Outgoing:
         name = self.sender.display_name or self.t("resident.default_name")
@@ -583,7 +637,8 @@ class Turn:
             now=self.now,
         )
         self.reset()
-        return [self.created(ticket, "report.created")]
+        offer = Following(self).offer_after_report(ticket.area)
+        return [self.created(ticket, "report.created"), *([offer] if offer else [])]
 
     def created(self, ticket: Ticket, key: str) -> Outgoing:
         return self.reply(
@@ -592,6 +647,10 @@ class Turn:
             agency=ticket.agency.name if ticket.agency else "-",
             due=self.date(ticket.first_response_due_at),
         )
+
+    def date_time(self, when: datetime) -> str:
+        local = when.astimezone(self.app.city.config.tz)
+        return self.t("date.with_time", date=self.date(when), time=local.strftime("%H:%M"))
 
     def date(self, when: datetime | None) -> str:
         if when is None:
@@ -611,6 +670,14 @@ class Turn:
 
     def form_text(self, text: str, parse: Any) -> list[Outgoing]:
         state = self.state
+        if state is State.FOLLOW:
+            followed = Following(self).follow(text, parse)
+            if followed is not None:
+                return followed
+            if parse.fallback or parse.intent == "ikuti":
+                return [self.reply("ikuti.not_found", words=text[:60])]
+            self.reset()  # something else entirely: answer that
+            return self.intent(text, parse)
         if state is State.DESCRIBE:
             return self.start_report(text, parse)
         if state is State.LOCATION:
@@ -679,6 +746,10 @@ class Turn:
             "forward": self.on_forward,
             "rate": self.on_rate,
             "reopen": self.on_reopen,
+            "follow": lambda v: Following(self).on_button(v),
+            "unfollow": lambda v: Following(self).on_stop_button(v),
+            "poll": lambda v: Following(self).on_poll(v),
+            "announce": lambda v: Announcer(self).on_button(v),
         }.get(kind)
         if handler is None:
             return [self.reply("form.expired")]

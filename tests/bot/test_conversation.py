@@ -247,8 +247,11 @@ def test_simple_intents_get_short_kind_answers(chat):
     assert me.t("id", "terima_kasih.reply") in me("makasih banyak min 🙏")
     assert first_line(me.t("id", "bantuan.reply", city="")) in me("bot ini bisa apa aja?")
     assert me.t("id", "luar_topik.reply") in me("min udah makan belum? 😂")
-    assert me.t("id", "ikuti.not_yet") in me("mau langganan info kelurahan sidomulyo timur")
-    assert me.t("id", "berhenti.not_yet") in me("stop kirim pengumuman")
+    kelurahan = me.t("id", "ikuti.level.kelurahan", name="Sidomulyo Timur")
+    assert me.t("id", "ikuti.done", name=kelurahan) in me(
+        "mau langganan info kelurahan sidomulyo timur"
+    )
+    assert me.t("id", "berhenti.done", name=kelurahan) in me("stop kirim pengumuman")
     assert me.t("id", "nilai.thanks") in me("pelayanannya mantap, bintang 5 ⭐⭐⭐⭐⭐")
     out = me("assalamualaikum")
     assert "Siti" in out and me.t("id", "button.report") in out
