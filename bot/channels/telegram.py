@@ -10,9 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
 from typing import Any
 
 from telegram import (
@@ -35,10 +33,8 @@ from telegram.ext import (
 )
 from telegram.request import BaseRequest
 
-from actions.inbox import forget_updates
-from actions.sla import run_sla_check
 from bot.conversation import Assistant
-from bot.dispatcher import DeliveryError, Dispatcher
+from bot.dispatcher import DeliveryError, Dispatcher, deliver_forever
 from bot.messages import Incoming, Outgoing
 from bot.responses import Responses
 
@@ -47,8 +43,6 @@ log = logging.getLogger(__name__)
 CHANNEL = "telegram"
 COMMANDS = ("start", "lapor", "status", "batal", "bantuan")
 DISPATCH_INTERVAL = 1.0  # seconds between outbox sweeps
-HOUSEKEEPING_EVERY = 3600.0  # seconds between clean-ups of processed update ids
-SLA_EVERY = 300.0  # seconds between runs of the SLA clock
 
 
 def incoming_from(update: Update) -> Incoming | None:
@@ -166,7 +160,7 @@ def build_application(
                 clock=assistant.clock,
             )
             background.append(
-                asyncio.create_task(_dispatch_forever(assistant, dispatcher, dispatch_interval))
+                asyncio.create_task(deliver_forever(assistant, dispatcher, dispatch_interval))
             )
 
     async def post_shutdown(app: Application) -> None:
@@ -220,40 +214,6 @@ def _error_handler(
             )
 
     return on_error
-
-
-async def _dispatch_forever(assistant: Assistant, dispatcher: Dispatcher, interval: float) -> None:
-    """Deliver the outbox; every few minutes run the SLA clock, every hour forget old updates."""
-    last: dict[str, float] = {"sla": 0.0, "updates": 0.0}
-    while True:
-        sent = 0
-        try:
-            sent = await dispatcher.run_once()
-            now = time.monotonic()
-            if now - last["sla"] > SLA_EVERY:
-                last["sla"] = now
-                await asyncio.to_thread(run_sla, assistant)
-            if now - last["updates"] > HOUSEKEEPING_EVERY:
-                last["updates"] = now
-                await asyncio.to_thread(_forget_old_updates, assistant)
-        except Exception:  # noqa: BLE001 - keep delivering; the log has the details
-            log.exception("background sweep failed")
-        if not sent:
-            await asyncio.sleep(interval)
-
-
-def run_sla(assistant: Assistant) -> None:
-    """One run of the SLA clock; safe while other processes run it too."""
-    with assistant.sessions.begin() as session:
-        result = run_sla_check(session, city=assistant.city.config, now=assistant.clock())
-    if any((result.reminded, result.escalated_first_response, result.escalated_resolution)):
-        log.info("SLA: %s", result)
-
-
-def _forget_old_updates(assistant: Assistant) -> None:
-    # Telegram redelivers for at most 24 hours; twice that is plenty.
-    with assistant.sessions.begin() as session:
-        forget_updates(session, older_than=timedelta(hours=48), now=assistant.clock())
 
 
 def run_polling(assistant: Assistant, *, token: str, api_url: str | None) -> None:
