@@ -103,7 +103,9 @@ class WhatsAppTemplate(_Strict):
     quick_replies: int = Field(default=0, ge=0, le=10)
 
 
-class WhatsAppConfig(_Strict):
+class WhatsAppTemplates(_Strict):
+    """The approved templates of the city's WhatsApp number, and their languages."""
+
     languages: dict[str, LanguageCode] = Field(default_factory=lambda: {"id": "id", "en": "en"})
     templates: dict[OutboxTemplate, WhatsAppTemplate] = Field(default_factory=dict)
 
@@ -129,7 +131,7 @@ class CityConfig(_Strict):
     sla: SlaConfig
     holidays: list[HolidayConfig] = Field(default_factory=list)
     wilayah: WilayahConfig
-    whatsapp: WhatsAppConfig = Field(default_factory=WhatsAppConfig)
+    whatsapp: WhatsAppTemplates = Field(default_factory=WhatsAppTemplates)
 
     @cached_property
     def tz(self) -> ZoneInfo:
