@@ -80,7 +80,7 @@ def note_inbound(
         else:
             return resident.platform_user_id
     if alt_id and alt_id not in (resident.platform_user_id, resident.platform_alt_id):
-        resident.platform_alt_id = alt_id  # a new business-scoped id comes with a new number
+        resident.platform_alt_id = alt_id  # WhatsApp may give a person a new one
     if resident.last_inbound_at is None or resident.last_inbound_at < at:
         resident.last_inbound_at = at
     session.flush()

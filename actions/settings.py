@@ -39,11 +39,13 @@ class Settings(BaseSettings):
 
     @property
     def whatsapp_enabled(self) -> bool:
-        return None not in (
-            self.whatsapp_verify_token,
-            self.whatsapp_app_secret,
-            self.whatsapp_access_token,
-            self.whatsapp_phone_number_id,
+        return all(
+            (
+                self.whatsapp_verify_token,
+                self.whatsapp_app_secret,
+                self.whatsapp_access_token,
+                self.whatsapp_phone_number_id,
+            )
         )
 
     @property

@@ -100,7 +100,7 @@ class WhatsAppSettings:
             s.whatsapp_access_token,
             s.whatsapp_phone_number_id,
         )
-        if verify is None or secret is None or token is None or not number:
+        if not (verify and secret and token and number):
             raise ValueError(
                 "WhatsApp needs WHATSAPP_VERIFY_TOKEN, WHATSAPP_APP_SECRET, "
                 "WHATSAPP_ACCESS_TOKEN and WHATSAPP_PHONE_NUMBER_ID"

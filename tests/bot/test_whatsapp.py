@@ -98,7 +98,7 @@ def graph(clock) -> FakeGraph:
         token=TOKEN,
         clock=lambda: clock[0],
         pair_interval=PAIR_INTERVAL,
-        pair_burst=3,
+        pair_burst=4,  # WhatsApp tolerates more than the bot allows itself (3)
         approved=APPROVED,
     )
 
@@ -611,6 +611,7 @@ def _graph_client(settings: WhatsAppSettings, fake: FakeGraph, **pacing: Any):
 
 
 def test_messages_to_one_resident_are_paced_under_the_pair_rate(settings, graph, clock):
+    # One message of margin: between the bot's pacing and WhatsApp's count lies the network.
     graph.inbound[SITI[0]] = clock[0]
     run = _graph_client(settings, graph, pair_interval=PAIR_INTERVAL, pair_burst=3)
 
