@@ -52,6 +52,9 @@ from actions.models import (
     utcnow,
 )
 
+# Channels announcements go out on. WhatsApp would need an approved marketing template for
+# everyone outside the 24-hour window: not yet, so its residents are not in the audience.
+BROADCAST_CHANNELS = ("telegram", "console")
 MAX_TEXT = 4000  # Telegram takes 4096 characters; the header needs a few
 MAX_CAPTION = 1000  # a photo's caption: 1024
 POLL_OPTIONS = (2, 4)
@@ -270,7 +273,8 @@ def may_address(session: Session, group: CivicGroup, area: Area) -> bool:
 
 
 def audience(session: Session, *, group_id: int, area_id: int | None) -> Select[tuple[int]]:
-    """The residents an announcement reaches, each once, blocked ones left out.
+    """The residents an announcement reaches, each once, blocked ones (and channels that
+    cannot carry announcements) left out.
 
     To the followers: the group's followers. To an area: whoever follows that area or any area
     inside it (a kelurahan's followers hear their kecamatan's announcements).
@@ -287,7 +291,7 @@ def audience(session: Session, *, group_id: int, area_id: int | None) -> Select[
     return (
         select(Resident.id)
         .join(picked, picked.c.rid == Resident.id)
-        .where(Resident.blocked_at.is_(None))
+        .where(Resident.blocked_at.is_(None), Resident.channel.in_(BROADCAST_CHANNELS))
     )
 
 

@@ -84,6 +84,38 @@ class WilayahConfig(_Strict):
     aliases: dict[AreaLevel, dict[str, list[str]]] = Field(default_factory=dict)
 
 
+# -- WhatsApp: the approved message templates of the city's business number ------------------
+
+TemplateName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]{1,512}$")]
+LanguageCode = Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}(_[A-Z]{2})?$")]
+OutboxTemplate = Annotated[str, StringConstraints(pattern=r"^[a-z_]+(\.[a-z_]+)+$")]
+
+
+class WhatsAppTemplate(_Strict):
+    """An approved template an outbox message goes out as outside WhatsApp's 24-hour window."""
+
+    name: TemplateName
+    # Our language -> the template's language code; default: the whatsapp.languages map.
+    languages: dict[str, LanguageCode] = Field(default_factory=dict)
+    # The outbox message's parameters that fill the body's {{1}}, {{2}}, … in order.
+    params: list[Code] = Field(default_factory=list)
+    # How many quick-reply buttons the template has; their payloads are the message's buttons.
+    quick_replies: int = Field(default=0, ge=0, le=10)
+
+
+class WhatsAppTemplates(_Strict):
+    """The approved templates of the city's WhatsApp number, and their languages."""
+
+    languages: dict[str, LanguageCode] = Field(default_factory=lambda: {"id": "id", "en": "en"})
+    templates: dict[OutboxTemplate, WhatsAppTemplate] = Field(default_factory=dict)
+
+    def template_for(self, outbox_template: str, language: str) -> tuple[WhatsAppTemplate, str]:
+        """Return the approved template and its language code; KeyError when none is set."""
+        template = self.templates[outbox_template]
+        codes = {**self.languages, **template.languages}
+        return template, codes.get(language) or codes["id"]
+
+
 class CityConfig(_Strict):
     code: Code
     name: str
@@ -99,6 +131,7 @@ class CityConfig(_Strict):
     sla: SlaConfig
     holidays: list[HolidayConfig] = Field(default_factory=list)
     wilayah: WilayahConfig
+    whatsapp: WhatsAppTemplates = Field(default_factory=WhatsAppTemplates)
 
     @cached_property
     def tz(self) -> ZoneInfo:
@@ -247,6 +280,10 @@ def _cross_check(path: Path, config: CityConfig, wilayah: tuple[WilayahRow, ...]
         raise fail("sla.default", f"no target for kind {missing[0].value!r}")
     if config.emergency[0].number != "112":
         raise fail("emergency", "the first emergency number must be 112")
+    for key, template in config.whatsapp.templates.items():
+        codes = {**config.whatsapp.languages, **template.languages}
+        if "id" not in codes:
+            raise fail(f"whatsapp.templates.{key}.languages", "no language code for 'id'")
     names = {AreaLevel.KECAMATAN: kecamatan, AreaLevel.KELURAHAN: {r.kelurahan for r in wilayah}}
     for level, table in config.wilayah.aliases.items():
         for name in table:

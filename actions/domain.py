@@ -116,3 +116,16 @@ class MissingReason(DomainError):
 
 class ConcurrentChange(DomainError):
     """Someone else changed the ticket since it was read; read it again and retry."""
+
+
+# -- delivery of sent messages (WhatsApp's statuses) -------------------------------------------
+
+
+class DeliveryStatus(StrEnum):
+    """How far a message we sent got; a platform reports each step (WhatsApp's statuses[])."""
+
+    ACCEPTED = "accepted"  # the platform took it
+    SENT = "sent"
+    DELIVERED = "delivered"
+    READ = "read"
+    FAILED = "failed"

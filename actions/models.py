@@ -28,6 +28,7 @@ from actions.domain import (
     Audience,
     BroadcastState,
     DeliveryState,
+    DeliveryStatus,
     DomainError,
     EventKind,
     GroupKind,
@@ -169,11 +170,17 @@ class Resident(Base):
     """Anyone who writes to the bot, identified per channel."""
 
     __tablename__ = "resident"
-    __table_args__ = (UniqueConstraint("channel", "platform_user_id"),)
+    __table_args__ = (
+        UniqueConstraint("channel", "platform_user_id"),
+        Index("ix_resident_channel_platform_alt_id", "channel", "platform_alt_id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     channel: Mapped[str] = mapped_column(String(20))
-    platform_user_id: Mapped[str] = mapped_column(String(64))
+    # WhatsApp: the wa_id (phone number), or the business-scoped user id when none is given.
+    platform_user_id: Mapped[str] = mapped_column(String(160))
+    # A second id the platform knows them by (WhatsApp's business-scoped user id beside wa_id).
+    platform_alt_id: Mapped[str | None] = mapped_column(String(160))
     display_name: Mapped[str] = mapped_column(String(200), default="")
     language: Mapped[str] = mapped_column(String(8), default="id")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -181,6 +188,8 @@ class Resident(Base):
     blocked_at: Mapped[datetime | None]
     # Offered to follow the kelurahan of their first report (asked once).
     follow_offered: Mapped[bool] = mapped_column(default=False, server_default="0")
+    # When they last wrote to us (WhatsApp: free-form replies only within 24 hours of it).
+    last_inbound_at: Mapped[datetime | None]
 
 
 class Officer(Base):
@@ -347,7 +356,7 @@ class ProcessedUpdate(Base):
     __tablename__ = "processed_update"
 
     channel: Mapped[str] = mapped_column(String(20), primary_key=True)
-    update_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    update_id: Mapped[str] = mapped_column(String(160), primary_key=True)  # WhatsApp's wamid.…
     processed_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
 
@@ -484,6 +493,26 @@ class SendPace(Base):
 
     channel: Mapped[str] = mapped_column(String(20), primary_key=True)
     next_slot_at: Mapped[datetime]
+
+
+class SentMessage(Base):
+    """A message a platform accepted from us, by its id there, and how far it got."""
+
+    __tablename__ = "sent_message"
+    __table_args__ = (UniqueConstraint("channel", "platform_message_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    channel: Mapped[str] = mapped_column(String(20))
+    platform_message_id: Mapped[str] = mapped_column(String(160))
+    resident_id: Mapped[int | None] = mapped_column(ForeignKey("resident.id"), index=True)
+    outbox_id: Mapped[int | None] = mapped_column(ForeignKey("outbox.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(40))  # text, interactive, template, …
+    status: Mapped[DeliveryStatus] = mapped_column(
+        _enum(DeliveryStatus), default=DeliveryStatus.ACCEPTED
+    )
+    error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    status_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 @event.listens_for(Session, "before_flush")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from datetime import datetime
+
+from sqlalchemy import or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
 from actions.domain import OPEN_STATUSES, DomainError, EventKind, NotFound, OfficerRole
@@ -35,6 +38,79 @@ def get_or_create_resident(
     elif display_name and resident.display_name != display_name:
         resident.display_name = display_name
     return resident
+
+
+# -- residents known by two ids (WhatsApp: wa_id and the business-scoped user_id) ------------
+
+
+def note_inbound(
+    session: Session,
+    *,
+    channel: str,
+    user_id: str | None,
+    alt_id: str | None,
+    at: datetime,
+    display_name: str = "",
+) -> str:
+    """Record that someone wrote at `at`; return the id their resident record is known by.
+
+    `user_id` is the id the platform prefers (WhatsApp's wa_id, absent for people who hide
+    their number), `alt_id` its second one (the business-scoped user id). Whichever of the
+    two is known finds the same resident, and the second id is remembered on first sight.
+    """
+    ids = [i for i in (user_id, alt_id) if i]
+    if not ids:
+        raise ValueError("a message with neither id")
+    resident = _find_by_ids(session, channel, user_id, ids)
+    if resident is None:
+        try:
+            with session.begin_nested():
+                resident = Resident(
+                    channel=channel,
+                    platform_user_id=ids[0],
+                    platform_alt_id=alt_id if alt_id != ids[0] else None,
+                    display_name=display_name,
+                    last_inbound_at=at,
+                )
+                session.add(resident)
+        except IntegrityError:  # another process created them just now
+            resident = _find_by_ids(session, channel, user_id, ids)
+            if resident is None:
+                raise
+        else:
+            return resident.platform_user_id
+    if alt_id and alt_id not in (resident.platform_user_id, resident.platform_alt_id):
+        resident.platform_alt_id = alt_id  # WhatsApp may give a person a new one
+    if resident.last_inbound_at is None or resident.last_inbound_at < at:
+        resident.last_inbound_at = at
+    session.flush()
+    return resident.platform_user_id
+
+
+def _find_by_ids(
+    session: Session, channel: str, user_id: str | None, ids: list[str]
+) -> Resident | None:
+    candidates = session.scalars(
+        select(Resident)
+        .where(
+            Resident.channel == channel,
+            or_(Resident.platform_user_id.in_(ids), Resident.platform_alt_id.in_(ids)),
+        )
+        .order_by(Resident.id)
+    ).all()
+    # The record under the preferred id wins over one found by the second id.
+    return next((r for r in candidates if r.platform_user_id == user_id), None) or next(
+        iter(candidates), None
+    )
+
+
+def last_inbound(session: Session, *, channel: str, platform_user_id: str) -> datetime | None:
+    """When the resident known by that id last wrote to us, if ever."""
+    return session.scalar(
+        select(Resident.last_inbound_at).where(
+            Resident.channel == channel, Resident.platform_user_id == platform_user_id
+        )
+    )
 
 
 def add_officer(

@@ -22,8 +22,33 @@ class Settings(BaseSettings):
     telegram_api_url: str | None = None
     telegram_webhook_secret: SecretStr | None = None
     nlu_backend: str = "builtin"
+    # WhatsApp Cloud API (bot/channels/whatsapp.py); served by `warga serve` when the four
+    # secrets and ids are set.
+    whatsapp_verify_token: SecretStr | None = None
+    whatsapp_app_secret: SecretStr | None = None
+    whatsapp_access_token: SecretStr | None = None
+    whatsapp_phone_number_id: str | None = None
+    whatsapp_api_url: str = "https://graph.facebook.com"
+    whatsapp_api_version: str = "v24.0"
+    whatsapp_media_dir: Path | None = None
 
     @property
     def effective_database_url(self) -> str:
         """Return DATABASE_URL, or the embedded SQLite file under the var directory."""
         return self.database_url or f"sqlite:///{self.warga_var_dir / 'warga.sqlite3'}"
+
+    @property
+    def whatsapp_enabled(self) -> bool:
+        return all(
+            (
+                self.whatsapp_verify_token,
+                self.whatsapp_app_secret,
+                self.whatsapp_access_token,
+                self.whatsapp_phone_number_id,
+            )
+        )
+
+    @property
+    def effective_whatsapp_media_dir(self) -> Path:
+        """Return WHATSAPP_MEDIA_DIR, or media/whatsapp under the var directory."""
+        return self.whatsapp_media_dir or self.warga_var_dir / "media" / "whatsapp"

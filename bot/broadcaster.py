@@ -253,3 +253,13 @@ class Broadcaster:
             photos=(broadcast.photo,) if broadcast.photo else (),
             language=language,
         )
+
+
+async def broadcast_forever(broadcaster: Broadcaster) -> None:
+    """Send announcements beside the conversation; a failed round is logged and retried."""
+    while True:
+        try:
+            await broadcaster.run()
+        except Exception:  # noqa: BLE001 - keep announcing; the log has the details
+            log.exception("broadcast round failed")
+            await asyncio.sleep(5)

@@ -400,26 +400,39 @@ def run(app: App) -> None:
 )
 @pass_app
 def serve(app: App, host: str, port: int, public_url: str | None) -> None:
-    """Serve the webhooks (Telegram) as a web app; several processes may share one database."""
+    """Serve the webhooks (Telegram, WhatsApp) as a web app; processes may share one database."""
     import uvicorn
 
     from bot.web import create_app
 
     s = app.settings
-    if s.telegram_bot_token is None or s.telegram_webhook_secret is None:
+    telegram = s.telegram_bot_token is not None
+    if telegram and s.telegram_webhook_secret is None:
+        raise click.ClickException("serving Telegram needs TELEGRAM_WEBHOOK_SECRET too")
+    if not telegram and not s.whatsapp_enabled:
         raise click.ClickException(
-            "serving needs TELEGRAM_BOT_TOKEN and TELEGRAM_WEBHOOK_SECRET in the environment"
+            "serving needs TELEGRAM_BOT_TOKEN and TELEGRAM_WEBHOOK_SECRET, or the WHATSAPP_* "
+            "settings (see the README), in the environment"
         )
     runtime = _runtime(app)
     runtime.prepare_database()
     web = create_app(
         runtime.assistant,
-        telegram_token=s.telegram_bot_token.get_secret_value(),
-        telegram_secret=s.telegram_webhook_secret.get_secret_value(),
+        telegram_token=s.telegram_bot_token.get_secret_value() if s.telegram_bot_token else None,
+        telegram_secret=(
+            s.telegram_webhook_secret.get_secret_value() if s.telegram_webhook_secret else None
+        ),
         telegram_api_url=s.telegram_api_url,
         public_url=public_url,
+        whatsapp=_whatsapp(runtime) if s.whatsapp_enabled else None,
     )
     uvicorn.run(web, host=host, port=port, log_level="info")
+
+
+def _whatsapp(runtime: Runtime) -> Any:
+    from bot.channels.whatsapp import WhatsAppChannel, WhatsAppSettings
+
+    return WhatsAppChannel(runtime.assistant, WhatsAppSettings.from_settings(runtime.settings))
 
 
 @cli.group(cls=_Group)

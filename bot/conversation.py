@@ -389,6 +389,8 @@ class Turn:
     def follow(self, words: str, parse: Any | None) -> list[Outgoing]:
         """Follow what the words name, or offer the choices and wait for a name."""
         following = Following(self)
+        if not following.available:
+            return [self.reply("ikuti.not_on_channel")]
         followed = following.follow(words, parse)
         if followed is not None:
             return followed

@@ -4,25 +4,33 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from actions.domain import Audience, OutboxState
+from actions.inbox import forget_updates
 from actions.models import Agency, Officer, Outbox, Resident, utcnow
-from bot.messages import Button, Outgoing
+from actions.sla import run_sla_check
+from bot.messages import Button, Notice, Outgoing
 from bot.responses import Responses
+
+if TYPE_CHECKING:
+    from bot.conversation import Assistant
 
 log = logging.getLogger(__name__)
 
 LEASE = timedelta(minutes=2)
 MAX_ATTEMPTS = 8
 BACKOFF_BASE = timedelta(seconds=10)  # 10 s, 20 s, 40 s … capped at an hour
+SLA_EVERY = 300.0  # seconds between runs of the SLA clock
+HOUSEKEEPING_EVERY = 3600.0  # seconds between clean-ups of processed update ids
 
 
 class DeliveryError(Exception):
@@ -155,6 +163,7 @@ class Dispatcher:
         """
         params = dict(row.params)
         rows = params.pop("buttons", [])
+        notice = Notice(row.id, row.template, dict(params))
         note = str(params.get("note") or "")
         params["note"] = (
             self.responses.get(language, "notify.ticket.note", note=note) if note else ""
@@ -164,7 +173,7 @@ class Dispatcher:
             tuple(Button(self.responses.get(language, key), payload) for key, payload in r)
             for r in rows
         )
-        return Outgoing(text, buttons=buttons, language=language)
+        return Outgoing(text, buttons=buttons, language=language, notice=notice)
 
     async def run_once(self, limit: int = 50) -> int:
         """Send what is due; return how many were sent."""
@@ -207,3 +216,37 @@ class Dispatcher:
                 min(BACKOFF_BASE * 2 ** (row.attempts - 1), timedelta(hours=1)),
             )
             row.next_attempt_at = now + wait
+
+
+async def deliver_forever(assistant: Assistant, dispatcher: Dispatcher, interval: float) -> None:
+    """Deliver the outbox; every few minutes run the SLA clock, every hour forget old updates."""
+    last: dict[str, float] = {"sla": 0.0, "updates": 0.0}
+    while True:
+        sent = 0
+        try:
+            sent = await dispatcher.run_once()
+            now = time.monotonic()
+            if now - last["sla"] > SLA_EVERY:
+                last["sla"] = now
+                await asyncio.to_thread(run_sla, assistant)
+            if now - last["updates"] > HOUSEKEEPING_EVERY:
+                last["updates"] = now
+                await asyncio.to_thread(_forget_old_updates, assistant)
+        except Exception:  # noqa: BLE001 - keep delivering; the log has the details
+            log.exception("background sweep failed")
+        if not sent:
+            await asyncio.sleep(interval)
+
+
+def run_sla(assistant: Assistant) -> None:
+    """Run the SLA clock once; safe while other processes run it too."""
+    with assistant.sessions.begin() as session:
+        result = run_sla_check(session, city=assistant.city.config, now=assistant.clock())
+    if any((result.reminded, result.escalated_first_response, result.escalated_resolution)):
+        log.info("SLA: %s", result)
+
+
+def _forget_old_updates(assistant: Assistant) -> None:
+    # Telegram redelivers for 24 hours, WhatsApp for up to 7 days.
+    with assistant.sessions.begin() as session:
+        forget_updates(session, older_than=timedelta(days=8), now=assistant.clock())

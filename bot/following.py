@@ -23,6 +23,8 @@ class Following:
     def __init__(self, turn: Turn) -> None:
         self.turn, self.session = turn, turn.session
         self.resident_id = turn.sender.resident_id
+        # Announcements reach only some channels (see actions.broadcasts.BROADCAST_CHANNELS).
+        self.available = turn.incoming.channel in broadcasts.BROADCAST_CHANNELS
 
     # -- what the resident names ---------------------------------------------------------------
 
@@ -109,7 +111,7 @@ class Following:
 
     def offer_after_report(self, area: Area | None) -> Outgoing | None:
         """Once per resident: after a report that names a kelurahan, offer to follow it."""
-        if area is None or area.level is not AreaLevel.KELURAHAN:
+        if area is None or area.level is not AreaLevel.KELURAHAN or not self.available:
             return None
         resident = self.session.get_one(Resident, self.resident_id)
         if resident.follow_offered:

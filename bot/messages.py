@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,15 @@ class Incoming:
 
 
 @dataclass(frozen=True)
+class Notice:
+    """The outbox row behind a message: a channel may send it as an approved template."""
+
+    outbox_id: int
+    template: str
+    params: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
 class Outgoing:
     """One reply: text with optional buttons, a request for the resident's location, a map pin."""
 
@@ -40,6 +51,7 @@ class Outgoing:
     location: tuple[float, float] | None = None
     photos: tuple[str, ...] = field(default=())
     language: str = "id"
+    notice: Notice | None = None  # set for outbox messages only
 
     @property
     def flat_buttons(self) -> list[Button]:

@@ -1,12 +1,12 @@
-"""The web app (`warga serve`): Telegram's webhook, and later WhatsApp's and the Open311 API."""
+"""The web app (`warga serve`): the Telegram and WhatsApp webhooks, and later the Open311 API."""
 
 from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -16,38 +16,89 @@ from starlette.routing import Route
 from bot.channels.telegram import build_application
 from bot.conversation import Assistant
 
+if TYPE_CHECKING:
+    from bot.channels.whatsapp import WhatsAppChannel
+
 log = logging.getLogger(__name__)
 
 TELEGRAM_PATH = "/telegram/webhook"
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 - a header name
 
+Lifespan = Callable[[], AbstractAsyncContextManager[None]]
+
 
 def create_app(
     assistant: Assistant,
     *,
-    telegram_token: str,
-    telegram_secret: str,
+    telegram_token: str | None = None,
+    telegram_secret: str | None = None,
     telegram_api_url: str | None = None,
     public_url: str | None = None,
+    whatsapp: WhatsAppChannel | None = None,
     **telegram_options: Any,
 ) -> Starlette:
-    """Build the ASGI app; with `public_url`, the webhook is registered with Telegram at start.
+    """Build the ASGI app for the channels given; with `public_url`, the Telegram webhook is
+    registered with Telegram at start.
 
-    Every webhook request must carry the secret Telegram was given (constant-time compared);
-    anything else is refused with 403 and never reaches the bot.
+    Every Telegram webhook request must carry the secret Telegram was given (constant-time
+    compared), every WhatsApp one a valid signature of its body; anything else is refused
+    with 403 and never reaches the bot.
     """
-    if not telegram_secret:
-        raise ValueError("TELEGRAM_WEBHOOK_SECRET must be set to serve the Telegram webhook")
-    tg = build_application(
-        assistant,
-        token=telegram_token,
-        api_url=telegram_api_url,
-        customize=lambda builder: builder.updater(None),
-        **telegram_options,
-    )
+    routes = [Route("/healthz", health, methods=["GET"])]
+    lifespans: list[Lifespan] = []
+    if telegram_token is not None:
+        if not telegram_secret:
+            raise ValueError("TELEGRAM_WEBHOOK_SECRET must be set to serve the Telegram webhook")
+        route, lifespan = _telegram(
+            assistant,
+            token=telegram_token,
+            secret=telegram_secret,
+            api_url=telegram_api_url,
+            public_url=public_url,
+            **telegram_options,
+        )
+        routes.append(route)
+        lifespans.append(lifespan)
+    # -- WhatsApp --
+    if whatsapp is not None:
+        routes += whatsapp.routes()
+        lifespans.append(_whatsapp_lifespan(whatsapp))
+    if len(routes) == 1:
+        raise ValueError("nothing to serve: configure Telegram or WhatsApp")
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            for each in lifespans:
+                await stack.enter_async_context(each())
+            yield
+
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+async def health(_request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+def _telegram(
+    assistant: Assistant,
+    *,
+    token: str,
+    secret: str,
+    api_url: str | None,
+    public_url: str | None,
+    **options: Any,
+) -> tuple[Route, Lifespan]:
+    tg = build_application(
+        assistant,
+        token=token,
+        api_url=api_url,
+        customize=lambda builder: builder.updater(None),
+        **options,
+    )
+
+    @asynccontextmanager
+    async def lifespan() -> AsyncIterator[None]:
         from telegram import Update
 
         await tg.initialize()
@@ -57,7 +108,7 @@ def create_app(
         if public_url:
             await tg.bot.set_webhook(
                 url=public_url.rstrip("/") + TELEGRAM_PATH,
-                secret_token=telegram_secret,
+                secret_token=secret,
                 allowed_updates=Update.ALL_TYPES,
             )
         try:
@@ -72,7 +123,7 @@ def create_app(
         from telegram import Update
 
         given = request.headers.get(SECRET_HEADER, "")
-        if not hmac.compare_digest(given.encode(), telegram_secret.encode()):
+        if not hmac.compare_digest(given.encode(), secret.encode()):
             return Response(status_code=403)
         try:
             data = await request.json()
@@ -82,13 +133,16 @@ def create_app(
         await tg.update_queue.put(update)
         return Response(status_code=200)
 
-    async def health(_request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
+    return Route(TELEGRAM_PATH, telegram_webhook, methods=["POST"]), lifespan
 
-    return Starlette(
-        routes=[
-            Route(TELEGRAM_PATH, telegram_webhook, methods=["POST"]),
-            Route("/healthz", health, methods=["GET"]),
-        ],
-        lifespan=lifespan,
-    )
+
+def _whatsapp_lifespan(whatsapp: WhatsAppChannel) -> Lifespan:
+    @asynccontextmanager
+    async def lifespan() -> AsyncIterator[None]:
+        await whatsapp.start()
+        try:
+            yield
+        finally:
+            await whatsapp.stop()
+
+    return lifespan

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import html
 import logging
-import time
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
@@ -39,11 +38,9 @@ from telegram.ext import (
 from telegram.request import BaseRequest
 from telegram.warnings import PTBDeprecationWarning
 
-from actions.inbox import forget_updates
-from actions.sla import run_sla_check
-from bot.broadcaster import Broadcaster
+from bot.broadcaster import Broadcaster, broadcast_forever
 from bot.conversation import Assistant
-from bot.dispatcher import DeliveryError, Dispatcher
+from bot.dispatcher import DeliveryError, Dispatcher, deliver_forever
 from bot.messages import Incoming, Outgoing
 from bot.responses import Responses
 
@@ -52,8 +49,6 @@ log = logging.getLogger(__name__)
 CHANNEL = "telegram"
 COMMANDS = ("start", "lapor", "status", "ikuti", "langganan", "berhenti", "batal", "bantuan")
 DISPATCH_INTERVAL = 1.0  # seconds between outbox sweeps
-HOUSEKEEPING_EVERY = 3600.0  # seconds between clean-ups of processed update ids
-SLA_EVERY = 300.0  # seconds between runs of the SLA clock
 
 
 def incoming_from(update: Update) -> Incoming | None:
@@ -201,22 +196,15 @@ def build_application(
             commands = [BotCommand(c, responses.get(lang, f"commands.{c}")) for c in COMMANDS]
             await app.bot.set_my_commands(commands, language_code=None if lang == "id" else lang)
         if dispatch_interval is not None:
-            dispatcher = Dispatcher(
-                assistant.sessions,
-                responses,
-                {CHANNEL: TelegramSender(app.bot, responses)},
-                clock=assistant.clock,
-            )
+            senders = {CHANNEL: TelegramSender(app.bot, responses)}
+            dispatcher = Dispatcher(assistant.sessions, responses, senders, clock=assistant.clock)
             background.append(
-                asyncio.create_task(_dispatch_forever(assistant, dispatcher, dispatch_interval))
+                asyncio.create_task(deliver_forever(assistant, dispatcher, dispatch_interval))
             )
             broadcaster = Broadcaster(
-                assistant.sessions,
-                responses,
-                {CHANNEL: TelegramSender(app.bot, responses)},
-                clock=assistant.clock,
+                assistant.sessions, responses, senders, clock=assistant.clock
             )
-            background.append(asyncio.create_task(_broadcast_forever(broadcaster)))
+            background.append(asyncio.create_task(broadcast_forever(broadcaster)))
 
     async def post_shutdown(app: Application) -> None:
         for task in background:
@@ -269,50 +257,6 @@ def _error_handler(
             )
 
     return on_error
-
-
-async def _dispatch_forever(assistant: Assistant, dispatcher: Dispatcher, interval: float) -> None:
-    """Deliver the outbox; every few minutes run the SLA clock, every hour forget old updates."""
-    last: dict[str, float] = {"sla": 0.0, "updates": 0.0}
-    while True:
-        sent = 0
-        try:
-            sent = await dispatcher.run_once()
-            now = time.monotonic()
-            if now - last["sla"] > SLA_EVERY:
-                last["sla"] = now
-                await asyncio.to_thread(run_sla, assistant)
-            if now - last["updates"] > HOUSEKEEPING_EVERY:
-                last["updates"] = now
-                await asyncio.to_thread(_forget_old_updates, assistant)
-        except Exception:  # noqa: BLE001 - keep delivering; the log has the details
-            log.exception("background sweep failed")
-        if not sent:
-            await asyncio.sleep(interval)
-
-
-async def _broadcast_forever(broadcaster: Broadcaster) -> None:
-    """Send announcements beside the conversation; a failed round is logged and retried."""
-    while True:
-        try:
-            await broadcaster.run()
-        except Exception:  # noqa: BLE001 - keep announcing; the log has the details
-            log.exception("broadcast round failed")
-            await asyncio.sleep(5)
-
-
-def run_sla(assistant: Assistant) -> None:
-    """One run of the SLA clock; safe while other processes run it too."""
-    with assistant.sessions.begin() as session:
-        result = run_sla_check(session, city=assistant.city.config, now=assistant.clock())
-    if any((result.reminded, result.escalated_first_response, result.escalated_resolution)):
-        log.info("SLA: %s", result)
-
-
-def _forget_old_updates(assistant: Assistant) -> None:
-    # Telegram redelivers for at most 24 hours; twice that is plenty.
-    with assistant.sessions.begin() as session:
-        forget_updates(session, older_than=timedelta(hours=48), now=assistant.clock())
 
 
 def run_polling(assistant: Assistant, *, token: str, api_url: str | None) -> None:

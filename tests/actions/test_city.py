@@ -99,6 +99,19 @@ def _drop(path: str):
         ),
         (_set("wilayah.file", "nowhere.csv"), "wilayah.file", "no such file"),
         (_set("routing.colour", "blue"), "routing.colour", "Extra inputs are not permitted"),
+        (
+            _set("whatsapp", {"templates": {"ticket.reply": {"name": "Balasan Petugas"}}}),
+            "whatsapp.templates.ticket.reply.name",
+            "should match pattern",
+        ),
+        (
+            _set(
+                "whatsapp",
+                {"languages": {"en": "en_US"}, "templates": {"ticket.reply": {"name": "b"}}},
+            ),
+            "whatsapp.templates.ticket.reply.languages",
+            "no language code for 'id'",
+        ),
     ],
 )
 def test_a_broken_city_file_names_file_key_and_problem(tmp_path, change, key, problem):

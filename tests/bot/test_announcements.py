@@ -209,3 +209,14 @@ def test_a_resident_who_blocked_the_bot_is_back_in_the_audience_when_they_write_
     me("halo")
     with assistant.sessions() as s:
         assert broadcasts.count_audience(s, group_id=rw, area_id=None) == 1
+
+
+def test_on_a_channel_without_announcements_following_is_not_offered(assistant, rw):
+    def say(text: str, n: int) -> str:
+        incoming = Incoming(channel="whatsapp", user_id="62811", update_id=f"wa-{n}", text=text)
+        return "\n".join(r.text for r in assistant.handle(incoming))
+
+    assert say("/ikuti rw05-delima", 1) == assistant.responses.get("id", "ikuti.not_on_channel")
+    with assistant.sessions() as s:
+        wa = s.scalar(select(Resident).where(Resident.platform_user_id == "62811"))
+        assert broadcasts.follows_of(s, wa.id) == []

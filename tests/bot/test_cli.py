@@ -162,3 +162,9 @@ def test_run_without_a_telegram_token_chats_in_the_terminal_on_a_fresh_database(
 def test_the_sla_clock_runs_once_from_the_command_line(ready):
     out = warga(ready, "sla", "check")
     assert out.strip() == "reminded 0, first response escalated 0, resolution escalated 0"
+
+
+def test_serve_without_telegram_or_whatsapp_settings_says_what_it_needs(env):
+    out = warga(env, "serve", ok=False)
+    assert "TELEGRAM_BOT_TOKEN" in out and "WHATSAPP_*" in out
+    assert "Traceback" not in out
