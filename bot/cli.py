@@ -303,6 +303,7 @@ def ticket_show(app: App, number: str) -> None:
             ("resolution due", _when(t.resolution_due_at)),
             ("description", t.description),
         ]
+        rows += [("forwarded to", line) for line in _forwarding_lines(session, t)]
         for key, value in rows:
             click.echo(f"{key + ':':<20}{value}")
         click.echo("history:")
@@ -317,6 +318,26 @@ def ticket_show(app: App, number: str) -> None:
 
 def _when(value: Any) -> str:
     return f"{value:%Y-%m-%d %H:%M}Z" if value is not None else "-"
+
+
+def _forwarding_lines(session: Session, ticket: Ticket) -> list[str]:
+    """One line per hand-over to an agency's system: sent, retrying or failed, and why."""
+    from actions.domain import OutboxState
+    from actions.open311 import forwarding_of
+
+    lines = []
+    for f in forwarding_of(session, ticket):
+        if f.state is OutboxState.SENT:
+            state = f"sent, their id {f.service_request_id or '-'} ({f.remote_status})"
+        elif f.state is OutboxState.FAILED:
+            state = f"FAILED after {f.attempts} attempts: {f.last_error}"
+        elif f.attempts:
+            state = f"retrying ({f.attempts} failed, next {_when(f.next_attempt_at)}): "
+            state += f.last_error
+        else:
+            state = "waiting to be sent"
+        lines.append(f"{f.agency}: {state}")
+    return lines
 
 
 def _runtime(app: App) -> Runtime:
@@ -371,12 +392,15 @@ def run(app: App) -> None:
         _chat(runtime, user_id="warga", name="", channel="console")
         return
     from bot.channels.telegram import run_polling
+    from bot.open311 import run_backends
 
     runtime.prepare_database()
+    open311 = runtime.open311
     run_polling(
         runtime.assistant,
         token=app.settings.telegram_bot_token.get_secret_value(),
         api_url=app.settings.telegram_api_url,
+        background_tasks=[lambda: run_backends(open311)] if open311.links else [],
     )
 
 
@@ -390,26 +414,110 @@ def run(app: App) -> None:
 )
 @pass_app
 def serve(app: App, host: str, port: int, public_url: str | None) -> None:
-    """Serve the webhooks (Telegram) as a web app; several processes may share one database."""
+    """Serve the web app: the Open311 API (docs at /docs), and the Telegram webhook when
+    TELEGRAM_BOT_TOKEN is set; several processes may share one database."""
     import uvicorn
 
     from bot.web import create_app
 
     s = app.settings
-    if s.telegram_bot_token is None or s.telegram_webhook_secret is None:
+    if s.telegram_bot_token is not None and s.telegram_webhook_secret is None:
         raise click.ClickException(
-            "serving needs TELEGRAM_BOT_TOKEN and TELEGRAM_WEBHOOK_SECRET in the environment"
+            "serving the Telegram webhook needs TELEGRAM_WEBHOOK_SECRET in the environment"
         )
     runtime = _runtime(app)
     runtime.prepare_database()
+    telegram = s.telegram_bot_token is not None and s.telegram_webhook_secret is not None
     web = create_app(
-        runtime.assistant,
-        telegram_token=s.telegram_bot_token.get_secret_value(),
-        telegram_secret=s.telegram_webhook_secret.get_secret_value(),
+        runtime.assistant if telegram else None,
+        telegram_token=s.telegram_bot_token.get_secret_value() if telegram else None,
+        telegram_secret=s.telegram_webhook_secret.get_secret_value() if telegram else None,
         telegram_api_url=s.telegram_api_url,
         public_url=public_url,
+        open311=runtime.open311,
     )
     uvicorn.run(web, host=host, port=port, log_level="info")
+
+
+# ---------------------------------------------------------------- Open311
+
+
+@cli.group(cls=_Group)
+def open311() -> None:
+    """The Open311 GeoReport v2 API: client keys, and hand-overs to agencies' systems."""
+
+
+@open311.group("key", cls=_Group)
+def open311_key() -> None:
+    """Keys of the clients that may POST service requests (stored only as SHA-256 hashes)."""
+
+
+@open311_key.command("add")
+@click.argument("name")
+@pass_app
+def open311_key_add(app: App, name: str) -> None:
+    """Give the client NAME a key; it is shown this once and cannot be shown again."""
+    from actions.models import utcnow
+    from actions.open311 import add_client
+
+    with app.session() as session:
+        key = add_client(session, name=name, now=utcnow())
+    click.echo(f"api_key for {name} (keep it secret; it is not stored and cannot be shown again):")
+    click.echo(key)
+
+
+@open311_key.command("list")
+@pass_app
+def open311_key_list(app: App) -> None:
+    """List clients: key prefix, created, revoked, tickets submitted."""
+    from actions.open311 import list_clients
+
+    with app.session() as session:
+        clients = list_clients(session)
+        for c, submitted in clients:
+            state = f"revoked {_when(c.revoked_at)}" if c.revoked_at else "active"
+            click.echo(
+                f"{c.name:<24} {c.key_prefix}…  created {_when(c.created_at)}  {state:<26} "
+                f"{submitted} tickets"
+            )
+        if not clients:
+            click.echo("no clients yet: add one with 'warga open311 key add NAME'")
+
+
+@open311_key.command("revoke")
+@click.argument("name")
+@pass_app
+def open311_key_revoke(app: App, name: str) -> None:
+    """Refuse the client NAME's key from now on (its tickets stay)."""
+    from actions.models import utcnow
+    from actions.open311 import revoke_client
+
+    with app.session() as session:
+        revoke_client(session, name=name, now=utcnow())
+    click.echo(f"the key of {name} is revoked")
+
+
+@open311.command("sync")
+@pass_app
+def open311_sync(app: App) -> None:
+    """Hand due tickets to agencies' systems and read their updates once (for cron)."""
+    import asyncio
+
+    from bot.open311 import backends
+
+    runtime = _runtime(app)
+    ctx = runtime.open311
+
+    async def once() -> tuple[int, int]:
+        async with backends(ctx) as b:
+            sent = await b.dispatcher.run_once()
+            return sent, sum([await b.poller.poll(code) for code in b.poller.links])
+
+    sent, applied = asyncio.run(once())
+    click.echo(f"handed over {sent}, updates applied {applied}")
+
+
+# ---------------------------------------------------------------- end of Open311
 
 
 @cli.group(cls=_Group)

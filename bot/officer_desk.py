@@ -15,9 +15,11 @@ from actions.domain import (
     MissingReason,
     NotFound,
     OfficerRole,
+    OutboxState,
     TicketStatus,
 )
 from actions.models import Agency, Officer, Resident, Ticket, TicketEvent, TicketPhoto
+from actions.open311 import forwarding_of
 from actions.people import add_officer, remove_officer
 from actions.sla import is_overdue
 from actions.stats import agency_statistics
@@ -273,6 +275,9 @@ class Desk:
             due=self.turn.date(ticket.resolution_due_at),
             history=history,
         )
+        forwarding = self.forwarding(ticket)
+        if forwarding:
+            text += "\n" + "\n".join([self.t("officer.forward.header"), *forwarding])
         location = (ticket.latitude, ticket.longitude) if ticket.latitude is not None else None
         buttons = (
             (
@@ -290,6 +295,28 @@ class Desk:
                 ),
             )
         ]
+
+    def forwarding(self, ticket: Ticket) -> list[str]:
+        """The ticket's hand-overs to agencies' systems, failures first in the officer's eye."""
+        lines = []
+        for f in forwarding_of(self.session, ticket):
+            common = {"agency": f.agency, "attempts": f.attempts, "error": f.last_error}
+            if f.state is OutboxState.SENT:
+                key = "sent"
+            elif f.state is OutboxState.FAILED:
+                key = "failed"
+            else:
+                key = "retrying" if f.attempts else "waiting"
+            lines.append(
+                self.t(
+                    f"officer.forward.{key}",
+                    **common,
+                    id=f.service_request_id or "-",
+                    status=f.remote_status or "-",
+                    next=self.turn.date(f.next_attempt_at),
+                )
+            )
+        return lines
 
     def event_line(self, event: TicketEvent, ticket: Ticket) -> str:
         actor = self.session.get(Resident, event.actor_id) if event.actor_id else None

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -137,8 +137,12 @@ def build_application(
     dispatch_interval: float | None = DISPATCH_INTERVAL,
     rate_limiter: bool = True,
     customize: Callable[[ApplicationBuilder], ApplicationBuilder] | None = None,
+    background_tasks: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
 ) -> Application:
-    """Build the PTB application; `api_url` points it at another Bot API server."""
+    """Build the PTB application; `api_url` points it at another Bot API server.
+
+    `background_tasks` run beside the bot until it stops (the Open311 hand-overs).
+    """
     builder = ApplicationBuilder().token(token)
     if api_url:
         base = api_url.rstrip("/")
@@ -168,6 +172,7 @@ def build_application(
             background.append(
                 asyncio.create_task(_dispatch_forever(assistant, dispatcher, dispatch_interval))
             )
+        background.extend(asyncio.create_task(task()) for task in background_tasks)
 
     async def post_shutdown(app: Application) -> None:
         for task in background:
@@ -256,7 +261,15 @@ def _forget_old_updates(assistant: Assistant) -> None:
         forget_updates(session, older_than=timedelta(hours=48), now=assistant.clock())
 
 
-def run_polling(assistant: Assistant, *, token: str, api_url: str | None) -> None:
+def run_polling(
+    assistant: Assistant,
+    *,
+    token: str,
+    api_url: str | None,
+    background_tasks: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
+) -> None:
     """Run the bot with long polling until interrupted."""
-    app = build_application(assistant, token=token, api_url=api_url)
+    app = build_application(
+        assistant, token=token, api_url=api_url, background_tasks=background_tasks
+    )
     app.run_polling(allowed_updates=Update.ALL_TYPES)
