@@ -41,6 +41,11 @@ class App:
         s = self.settings
         return load_city_file(city_file_path(s.warga_data_dir, s.warga_city))
 
+    def close(self) -> None:
+        """Give the database connections back when the command ends."""
+        if "engine" in self.__dict__:
+            self.engine.dispose()
+
     @contextmanager
     def session(self, *, migrated: bool = True) -> Iterator[Session]:
         """Yield a session in one transaction, committed when the block ends without error."""
@@ -79,6 +84,7 @@ def cli(ctx: click.Context) -> None:
     Settings come from the environment (DATABASE_URL, WARGA_CITY, ...): see the README.
     """
     ctx.obj = App(Settings())
+    ctx.call_on_close(ctx.obj.close)
 
 
 @cli.group(cls=_Group)
