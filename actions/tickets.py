@@ -398,7 +398,11 @@ def transition(
         ):
             # Also hand it to the agency's own system (actions/open311.py), once.
             _queue(
-                session, ticket, "open311.forward", now=now, audience=Audience.EXTERNAL,
+                session,
+                ticket,
+                "open311.forward",
+                now=now,
+                audience=Audience.EXTERNAL,
                 agency_id=agency.id,
             )
         if action is Action.RESOLVE and notify and ticket.reporter.channel != API_CHANNEL:
