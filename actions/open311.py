@@ -17,7 +17,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -180,7 +180,7 @@ def _window(filt: RequestFilter, now: datetime) -> tuple[datetime, datetime]:
     if start is None and end is None:
         return now - WINDOW, now
     if start is None:
-        return end - WINDOW, end  # type: ignore[operator]
+        return end - WINDOW, end
     if end is None:
         return start, start + WINDOW
     if end < start:
@@ -329,7 +329,7 @@ def submit(
         raise Open311Error(400, "description: required")
     if (sub.lat is None) != (sub.long is None):
         raise Open311Error(400, "lat and long: give both or neither")
-    if sub.lat is not None and not (-90 <= sub.lat <= 90 and -180 <= sub.long <= 180):  # type: ignore[operator]
+    if sub.lat is not None and not (-90 <= sub.lat <= 90 and -180 <= (sub.long or 0) <= 180):
         raise Open311Error(400, "lat and long: out of range")
     if sub.lat is None and not sub.address_string.strip() and not sub.address_id:
         raise Open311Error(
@@ -484,15 +484,14 @@ class Forwarder:
         link = self.links.get(agency.code)
         if link is None:
             raise ForwardError(f"{agency.code} has no system to send to", permanent=True)
-        job = {"outbox_id": row.id, "agency": agency.code, "agency_id": agency.id}
-        job |= {"ticket_id": ticket.id, "number": ticket.number}
         sent = session.scalar(
             select(ExternalRequest.id).where(
                 ExternalRequest.ticket_id == ticket.id, ExternalRequest.agency_id == agency.id
             )
         )
+        job = ForwardJob(row.id, agency.code, agency.id, ticket.id, ticket.number)
         if sent is not None:
-            return ForwardJob(**job, done_before=True)
+            return replace(job, done_before=True)
         category = ticket.category.code
         fields = {
             "service_code": link.backend.service_codes.get(category, category),
@@ -509,7 +508,7 @@ class Forwarder:
         )
         if ticket.privacy is Privacy.BIASA and ticket.reporter.display_name:
             fields["first_name"] = ticket.reporter.display_name
-        return ForwardJob(**job, fields=fields)
+        return replace(job, fields=fields)
 
     async def send(self, job: ForwardJob) -> ForwardResult:
         """POST the ticket; raise ForwardError (temporary or permanent) when it did not land."""
@@ -519,13 +518,11 @@ class Forwarder:
         method = link.backend.send_method
         try:
             if method is SendMethod.OPEN311:
-                assert link.api_key is not None  # noqa: S101 - agency_links guarantees it
+                key = link.api_key.get_secret_value() if link.api_key else ""
                 response = await self.http.post(
-                    f"{link.endpoint}/requests.json",
-                    data={**job.fields, "api_key": link.api_key.get_secret_value()},
+                    f"{link.endpoint}/requests.json", data={**job.fields, "api_key": key}
                 )
             else:
-                assert link.webhook_secret is not None  # noqa: S101 - agency_links guarantees it
                 body = json.dumps(
                     {"service_request": {"suara_warga_id": job.number, **job.fields}},
                     ensure_ascii=False,
@@ -535,7 +532,7 @@ class Forwarder:
                     content=body,
                     headers={
                         "Content-Type": "application/json",
-                        SIGNATURE_HEADER: sign(link.webhook_secret, body),
+                        SIGNATURE_HEADER: sign(link.webhook_secret or SecretStr(""), body),
                         DELIVERY_HEADER: str(job.outbox_id),  # the same on every retry
                     },
                 )
@@ -708,7 +705,6 @@ class Poller:
         http: httpx.AsyncClient,
         *,
         clock: Callable[[], datetime] = utcnow,
-        monotonic: Callable[[], float] | None = None,
     ) -> None:
         self.sessions, self.http, self.clock = sessions, http, clock
         self.links = {
@@ -716,14 +712,13 @@ class Poller:
             for code, link in links.items()
             if link.backend.send_method is SendMethod.OPEN311 and link.backend.poll_seconds
         }
-        self.monotonic = monotonic or time.monotonic
-        self.last: dict[str, float] = {}
+        self.last: dict[str, float] = {}  # when each agency was last polled (monotonic)
 
     async def run_due(self) -> int:
         """Poll every agency whose interval has passed; return how many updates were applied."""
         applied = 0
         for code, link in self.links.items():
-            now = self.monotonic()
+            now = time.monotonic()
             if now - self.last.get(code, -1e18) < link.backend.poll_seconds:
                 continue
             self.last[code] = now
@@ -835,6 +830,13 @@ class ForwardState:
     next_attempt_at: datetime
     service_request_id: str | None
     remote_status: str | None
+
+    @property
+    def phase(self) -> str:
+        """sent, failed (for good), retrying (failed before, tried again later) or waiting."""
+        if self.state is not OutboxState.PENDING:
+            return self.state.value
+        return "retrying" if self.attempts else "waiting"
 
 
 def forwarding_of(session: Session, ticket: Ticket) -> list[ForwardState]:

@@ -328,22 +328,25 @@ def _when(value: Any) -> str:
 
 def _forwarding_lines(session: Session, ticket: Ticket) -> list[str]:
     """One line per hand-over to an agency's system: sent, retrying or failed, and why."""
-    from actions.domain import OutboxState
     from actions.open311 import forwarding_of
 
-    lines = []
-    for f in forwarding_of(session, ticket):
-        if f.state is OutboxState.SENT:
-            state = f"sent, their id {f.service_request_id or '-'} ({f.remote_status})"
-        elif f.state is OutboxState.FAILED:
-            state = f"FAILED after {f.attempts} attempts: {f.last_error}"
-        elif f.attempts:
-            state = f"retrying ({f.attempts} failed, next {_when(f.next_attempt_at)}): "
-            state += f.last_error
-        else:
-            state = "waiting to be sent"
-        lines.append(f"{f.agency}: {state}")
-    return lines
+    said = {
+        "sent": "sent, their id {id} ({remote})",
+        "failed": "FAILED after {n} attempts: {error}",
+        "retrying": "retrying ({n} failed, next {next}): {error}",
+        "waiting": "waiting to be sent",
+    }
+    return [
+        f"{f.agency}: "
+        + said[f.phase].format(
+            id=f.service_request_id or "-",
+            remote=f.remote_status,
+            n=f.attempts,
+            error=f.last_error,
+            next=_when(f.next_attempt_at),
+        )
+        for f in forwarding_of(session, ticket)
+    ]
 
 
 def _runtime(app: App) -> Runtime:
@@ -427,17 +430,17 @@ def serve(app: App, host: str, port: int, public_url: str | None) -> None:
     from bot.web import create_app
 
     s = app.settings
-    if s.telegram_bot_token is not None and s.telegram_webhook_secret is None:
+    token, secret = s.telegram_bot_token, s.telegram_webhook_secret
+    if token is not None and secret is None:
         raise click.ClickException(
             "serving the Telegram webhook needs TELEGRAM_WEBHOOK_SECRET in the environment"
         )
     runtime = _runtime(app)
     runtime.prepare_database()
-    telegram = s.telegram_bot_token is not None and s.telegram_webhook_secret is not None
     web = create_app(
-        runtime.assistant if telegram else None,
-        telegram_token=s.telegram_bot_token.get_secret_value() if telegram else None,
-        telegram_secret=s.telegram_webhook_secret.get_secret_value() if telegram else None,
+        runtime.assistant if token is not None else None,
+        telegram_token=token.get_secret_value() if token is not None else None,
+        telegram_secret=secret.get_secret_value() if secret is not None else None,
         telegram_api_url=s.telegram_api_url,
         public_url=public_url,
         open311=runtime.open311,

@@ -15,7 +15,6 @@ from actions.domain import (
     MissingReason,
     NotFound,
     OfficerRole,
-    OutboxState,
     TicketStatus,
 )
 from actions.models import Agency, Officer, Resident, Ticket, TicketEvent, TicketPhoto
@@ -297,26 +296,19 @@ class Desk:
         ]
 
     def forwarding(self, ticket: Ticket) -> list[str]:
-        """The ticket's hand-overs to agencies' systems, failures first in the officer's eye."""
-        lines = []
-        for f in forwarding_of(self.session, ticket):
-            common = {"agency": f.agency, "attempts": f.attempts, "error": f.last_error}
-            if f.state is OutboxState.SENT:
-                key = "sent"
-            elif f.state is OutboxState.FAILED:
-                key = "failed"
-            else:
-                key = "retrying" if f.attempts else "waiting"
-            lines.append(
-                self.t(
-                    f"officer.forward.{key}",
-                    **common,
-                    id=f.service_request_id or "-",
-                    status=f.remote_status or "-",
-                    next=self.turn.date(f.next_attempt_at),
-                )
+        """The ticket's hand-overs to agencies' systems: sent, retrying or failed, and why."""
+        return [
+            self.t(
+                f"officer.forward.{f.phase}",
+                agency=f.agency,
+                attempts=f.attempts,
+                error=f.last_error,
+                id=f.service_request_id or "-",
+                status=f.remote_status or "-",
+                next=self.turn.date(f.next_attempt_at),
             )
-        return lines
+            for f in forwarding_of(self.session, ticket)
+        ]
 
     def event_line(self, event: TicketEvent, ticket: Ticket) -> str:
         actor = self.session.get(Resident, event.actor_id) if event.actor_id else None

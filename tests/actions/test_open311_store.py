@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from conftest import MONDAY
 from sqlalchemy import func, select
 from support.cities import with_backends
 
@@ -52,6 +51,7 @@ from actions.tickets import Action, create_ticket, transition
 from nlu import redact
 from nlu.entities import find_personal
 
+MONDAY = datetime(2026, 11, 2, 3, 0, tzinfo=UTC)  # as tests/conftest.py's make_ticket
 PRIVATE = "rusak parah, hubungi sy 0812-3456-7890, NIK 1471010101900001"
 
 
