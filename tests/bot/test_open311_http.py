@@ -302,9 +302,13 @@ def test_a_ticket_travels_to_the_city_backend_and_its_updates_come_back_to_the_r
             assert arrived is not None, "the ticket never reached the city's backend"
             remote, reporter = arrived
             assert "Jl. Paus" in remote.description and reporter.display_name == "Siti"
-            with bot_db() as s:
-                link = wait_for(lambda: s.scalar(select(ExternalRequest)))
-                assert link.service_request_id == remote.number
+
+            def ours() -> ExternalRequest | None:
+                with bot_db() as s:
+                    return s.scalar(select(ExternalRequest))
+
+            link = wait_for(ours)
+            assert link is not None and link.service_request_id == remote.number
 
             # Their officer works it; each change comes back to our resident.
             def act(action: Action | None, note: str) -> None:
