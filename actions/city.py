@@ -11,11 +11,18 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from actions.domain import AreaLevel, TicketKind
+from actions.domain import AreaLevel, SendMethod, TicketKind
 from actions.models import Agency, Area, Category, City, RoutingRule
 
 Code = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40)]
@@ -36,12 +43,55 @@ class EmergencyNumber(_Strict):
     note: str = ""
 
 
+# ---------------------------------------------------------------- Open311: agencies' systems
+
+EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Z_][A-Z0-9_]*$")]
+Url = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^https?://[^\s]+$")]
+
+
+class BackendConfig(_Strict):
+    """An agency's own system: how routed tickets reach it and how its updates come back.
+
+    Secrets are never in the file: it names the environment variables that hold them.
+    """
+
+    send_method: SendMethod = SendMethod.NONE
+    endpoint: Url | None = None  # the GeoReport v2 root (…/open311/v2), or the webhook URL
+    jurisdiction_id: str = ""
+    api_key_env: EnvName | None = None  # open311: the api_key their server gave us
+    webhook_secret_env: EnvName | None = None  # HMAC-SHA256 key of webhooks, both ways
+    service_codes: dict[Code, str] = Field(default_factory=dict)  # our category -> theirs
+    poll_seconds: int = Field(default=300, ge=0)  # open311: read their updates; 0: never
+
+    @model_validator(mode="after")
+    def _complete(self) -> BackendConfig:
+        if self.send_method is SendMethod.NONE:
+            return self
+        if self.endpoint is None:
+            raise ValueError(f"send_method {self.send_method.value} needs an endpoint")
+        if self.send_method is SendMethod.OPEN311 and self.api_key_env is None:
+            raise ValueError("send_method open311 needs api_key_env")
+        if self.send_method is SendMethod.WEBHOOK and self.webhook_secret_env is None:
+            raise ValueError("send_method webhook needs webhook_secret_env")
+        return self
+
+
+class Open311Config(_Strict):
+    """Our own GeoReport v2 API."""
+
+    jurisdiction_id: Annotated[str, StringConstraints(min_length=1, max_length=120)]
+
+
+# ---------------------------------------------------------------- end of Open311
+
+
 class AgencyConfig(_Strict):
     code: Code
     name: str
     short_name: str
     contact: dict[str, str] = Field(default_factory=dict)
     telegram_chat_id: int | None = None
+    backend: BackendConfig = Field(default_factory=BackendConfig)
 
 
 class CategoryConfig(_Strict):
@@ -132,6 +182,12 @@ class CityConfig(_Strict):
     holidays: list[HolidayConfig] = Field(default_factory=list)
     wilayah: WilayahConfig
     whatsapp: WhatsAppTemplates = Field(default_factory=WhatsAppTemplates)
+    open311: Open311Config | None = None
+
+    @property
+    def jurisdiction_id(self) -> str:
+        """Return the Open311 jurisdiction_id of this city (its code unless the file says)."""
+        return self.open311.jurisdiction_id if self.open311 is not None else self.code
 
     @cached_property
     def tz(self) -> ZoneInfo:
@@ -275,6 +331,11 @@ def _cross_check(path: Path, config: CityConfig, wilayah: tuple[WilayahRow, ...]
     for category in config.sla.categories:
         if category not in config.categories:
             raise fail(f"sla.categories.{category}", f"unknown category {category!r}")
+    for i, ac in enumerate(config.agencies):
+        for category in ac.backend.service_codes:
+            if category not in config.categories:
+                key = f"agencies.{i}.backend.service_codes.{category}"
+                raise fail(key, f"unknown category {category!r}")
     missing = [k for k in TicketKind if k not in config.sla.default]
     if missing:
         raise fail("sla.default", f"no target for kind {missing[0].value!r}")
@@ -321,6 +382,7 @@ def sync_city(session: Session, *, city: LoadedCity) -> City:
             session.add(agency)
         agency.name, agency.short_name, agency.contact = ac.name, ac.short_name, dict(ac.contact)
         agency.telegram_chat_id, agency.active = ac.telegram_chat_id, True
+        agency.send_method = ac.backend.send_method
 
     categories = {c.code: c for c in session.scalars(select(Category))}
     for code, cc in cfg.categories.items():

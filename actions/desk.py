@@ -16,7 +16,6 @@ from sqlalchemy.orm import Session, joinedload
 from actions.city import CityConfig
 from actions.domain import (
     OPEN_STATUSES,
-    Audience,
     DomainError,
     EventKind,
     NotFound,
@@ -24,9 +23,9 @@ from actions.domain import (
     Privacy,
     TicketStatus,
 )
-from actions.models import Agency, Category, Officer, Outbox, Resident, Ticket, TicketEvent
+from actions.models import Agency, Category, Officer, Resident, Ticket, TicketEvent
 from actions.sla import overdue_condition
-from actions.tickets import Action, audience_of, transition
+from actions.tickets import Action, add_reply, transition
 
 
 class AlreadyTaken(DomainError):
@@ -172,38 +171,7 @@ def reply(
 ) -> TicketEvent:
     """Answer the resident: the reporter and every follower receive it."""
     _require_change(officer, ticket)
-    text = text.strip()
-    if not text:
-        raise DomainError("a reply needs text")
-    event = TicketEvent(
-        ticket_id=ticket.id,
-        kind=EventKind.REPLY,
-        actor_id=officer.resident_id,
-        body=text,
-        created_at=now,
-    )
-    session.add(event)
-    if ticket.first_response_at is None:
-        ticket.first_response_at = now
-    ticket.updated_at = now
-    for resident_id in audience_of(session, ticket):
-        session.add(
-            Outbox(
-                audience=Audience.RESIDENT,
-                resident_id=resident_id,
-                ticket_id=ticket.id,
-                template="ticket.reply",
-                created_at=now,
-                next_attempt_at=now,
-                params={
-                    "number": ticket.number,
-                    "text": text,
-                    "agency": ticket.agency.short_name if ticket.agency else "",
-                },
-            )
-        )
-    session.flush()
-    return event
+    return add_reply(session, ticket, actor_id=officer.resident_id, text=text, now=now)
 
 
 def note(

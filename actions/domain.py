@@ -56,6 +56,7 @@ class EventKind(StrEnum):
     ASSIGNED = "assigned"
     RATING = "rating"
     FOLLOWED = "followed"
+    FORWARDED = "forwarded"  # handed to the agency's own system (Open311 or webhook)
 
 
 class Audience(StrEnum):
@@ -64,6 +65,15 @@ class Audience(StrEnum):
     RESIDENT = "resident"
     OFFICER = "officer"
     AGENCY = "agency"  # the agency's group chat, or its officers
+    EXTERNAL = "external"  # the agency's own system (its send_method), not a chat
+
+
+class SendMethod(StrEnum):
+    """How a ticket routed to an agency reaches the agency's own system, besides the chat."""
+
+    NONE = "none"
+    OPEN311 = "open311"  # POST requests.json to the agency's GeoReport v2 server
+    WEBHOOK = "webhook"  # POST signed JSON to the agency's endpoint
 
 
 class OutboxState(StrEnum):

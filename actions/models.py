@@ -35,6 +35,7 @@ from actions.domain import (
     OfficerRole,
     OutboxState,
     Privacy,
+    SendMethod,
     TicketKind,
     TicketStatus,
 )
@@ -141,6 +142,10 @@ class Agency(Base):
     contact: Mapped[dict[str, Any]] = mapped_column(default=dict)
     telegram_chat_id: Mapped[int | None] = mapped_column(BigInteger)
     active: Mapped[bool] = mapped_column(default=True)
+    # How routed tickets also reach the agency's own system (the rest of it: the city file).
+    send_method: Mapped[SendMethod] = mapped_column(
+        _enum(SendMethod), default=SendMethod.NONE, server_default=SendMethod.NONE.value
+    )
 
 
 class Category(Base):
@@ -513,6 +518,63 @@ class SentMessage(Base):
     error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     status_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# ---------------------------------------------------------------- Open311 (GeoReport v2)
+
+
+class ExternalRequest(Base):
+    """A ticket as a service request in an agency's own system, and what that system last said.
+
+    One per ticket and agency: a ticket is handed to an agency's system once.
+    """
+
+    __tablename__ = "external_request"
+    __table_args__ = (
+        UniqueConstraint("ticket_id", "agency_id"),
+        Index("ix_external_request_agency_remote", "agency_id", "service_request_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"))
+    agency_id: Mapped[int] = mapped_column(ForeignKey("agency.id"))
+    # Their id; until their system gives one, the token it answered with.
+    service_request_id: Mapped[str | None] = mapped_column(String(120))
+    token: Mapped[str | None] = mapped_column(String(120))
+    remote_status: Mapped[str] = mapped_column(String(20), default="open")
+    remote_notes: Mapped[str] = mapped_column(Text, default="")
+    remote_updated_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    ticket: Mapped[Ticket] = relationship()
+    agency: Mapped[Agency] = relationship()
+
+
+class ApiClient(Base):
+    """A client that may POST service requests to our Open311 API, known by its key's hash."""
+
+    __tablename__ = "api_client"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(80), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)  # SHA-256, hex
+    key_prefix: Mapped[str] = mapped_column(String(12))  # to tell keys apart in listings
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None]
+
+
+class ApiSubmission(Base):
+    """A ticket created through the Open311 API: by which client, and the token it was given."""
+
+    __tablename__ = "api_submission"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("api_client.id"), index=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"), unique=True)
+    token: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    ticket: Mapped[Ticket] = relationship()
 
 
 @event.listens_for(Session, "before_flush")

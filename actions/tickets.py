@@ -25,6 +25,7 @@ from actions.domain import (
     MissingReason,
     NotFound,
     Privacy,
+    SendMethod,
     TicketKind,
     TicketStatus,
 )
@@ -71,6 +72,8 @@ TRANSITIONS: dict[Action, tuple[frozenset[TicketStatus], TicketStatus]] = {
 }
 # A first answer from the agency stops the first-response clock.
 _FIRST_RESPONSE = frozenset({Action.START, Action.RESOLVE, Action.REJECT})
+# Who reported through the Open311 API reads the updates there; no chat to send them to.
+API_CHANNEL = "open311"
 
 
 def format_number(prefix: str, year: int, sequence: int) -> str:
@@ -175,7 +178,40 @@ def audience_of(session: Session, ticket: Ticket) -> list[int]:
         .where(TicketFollower.ticket_id == ticket.id)
         .order_by(TicketFollower.created_at, TicketFollower.resident_id)
     )
-    return [ticket.reporter_id, *(r for r in followers if r != ticket.reporter_id)]
+    reporter = [] if ticket.reporter.channel == API_CHANNEL else [ticket.reporter_id]
+    return [*reporter, *(r for r in followers if r != ticket.reporter_id)]
+
+
+def add_reply(
+    session: Session, ticket: Ticket, *, actor_id: int | None, text: str, now: datetime
+) -> TicketEvent:
+    """Record the agency's words to the resident; the reporter and every follower receive them.
+
+    `actor_id` None is the agency's own system (its updates through Open311).
+    """
+    text = text.strip()
+    if not text:
+        raise DomainError("a reply needs text")
+    event = TicketEvent(
+        ticket_id=ticket.id, kind=EventKind.REPLY, actor_id=actor_id, body=text, created_at=now
+    )
+    session.add(event)
+    if ticket.first_response_at is None:
+        ticket.first_response_at = now
+    ticket.updated_at = now
+    for resident_id in audience_of(session, ticket):
+        _queue(
+            session,
+            ticket,
+            "ticket.reply",
+            now=now,
+            audience=Audience.RESIDENT,
+            resident_id=resident_id,
+            text=text,
+            agency=ticket.agency.short_name if ticket.agency else "",
+        )
+    session.flush()
+    return event
 
 
 def follow_ticket(session: Session, *, ticket: Ticket, resident: Resident) -> bool:
@@ -362,7 +398,21 @@ def transition(
                     ]
                 ],
             )
-        if action is Action.RESOLVE and notify:
+        if (
+            action in (Action.ROUTE, Action.REROUTE)
+            and agency is not None
+            and agency.send_method is not SendMethod.NONE
+        ):
+            # Also hand it to the agency's own system (actions/open311.py), once.
+            _queue(
+                session,
+                ticket,
+                "open311.forward",
+                now=now,
+                audience=Audience.EXTERNAL,
+                agency_id=agency.id,
+            )
+        if action is Action.RESOLVE and notify and ticket.reporter.channel != API_CHANNEL:
             # "Apakah masalahnya sudah beres?": stars close it, "belum beres" reopens it.
             _queue(
                 session,

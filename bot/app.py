@@ -17,6 +17,7 @@ from actions.db import make_engine, make_session_factory
 from actions.settings import Settings
 from bot.conversation import Assistant, Understanding
 from bot.faq import FaqIndex
+from bot.open311 import Open311Context
 from bot.responses import Responses
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,20 @@ class Runtime:
             responses=self.responses,
             faq=self.faq,
             sessions=self.sessions,
+        )
+
+    @cached_property
+    def open311(self) -> Open311Context:
+        """The Open311 API and hand-overs; agencies' secrets come from the environment."""
+        import os
+
+        from actions.open311 import agency_links
+
+        return Open311Context(
+            self.sessions,
+            self.city,
+            self.responses,
+            links=agency_links(self.city.config, os.environ),
         )
 
     def prepare_database(self) -> None:

@@ -51,6 +51,11 @@ class App:
         s = self.settings
         return load_city_file(city_file_path(s.warga_data_dir, s.warga_city))
 
+    def close(self) -> None:
+        """Give the database connections back when the command ends."""
+        if "engine" in self.__dict__:
+            self.engine.dispose()
+
     @contextmanager
     def session(self, *, migrated: bool = True) -> Iterator[Session]:
         """Yield a session in one transaction, committed when the block ends without error."""
@@ -89,6 +94,7 @@ def cli(ctx: click.Context) -> None:
     Settings come from the environment (DATABASE_URL, WARGA_CITY, ...): see the README.
     """
     ctx.obj = App(Settings())
+    ctx.call_on_close(ctx.obj.close)
 
 
 @cli.group(cls=_Group)
@@ -313,6 +319,7 @@ def ticket_show(app: App, number: str) -> None:
             ("resolution due", _when(t.resolution_due_at)),
             ("description", t.description),
         ]
+        rows += [("forwarded to", line) for line in _forwarding_lines(session, t)]
         for key, value in rows:
             click.echo(f"{key + ':':<20}{value}")
         click.echo("history:")
@@ -327,6 +334,29 @@ def ticket_show(app: App, number: str) -> None:
 
 def _when(value: Any) -> str:
     return f"{value:%Y-%m-%d %H:%M}Z" if value is not None else "-"
+
+
+def _forwarding_lines(session: Session, ticket: Ticket) -> list[str]:
+    """One line per hand-over to an agency's system: sent, retrying or failed, and why."""
+    from actions.open311 import forwarding_of
+
+    said = {
+        "sent": "sent, their id {id} ({remote})",
+        "failed": "FAILED after {n} attempts: {error}",
+        "retrying": "retrying ({n} failed, next {next}): {error}",
+        "waiting": "waiting to be sent",
+    }
+    return [
+        f"{f.agency}: "
+        + said[f.phase].format(
+            id=f.service_request_id or "-",
+            remote=f.remote_status,
+            n=f.attempts,
+            error=f.last_error,
+            next=_when(f.next_attempt_at),
+        )
+        for f in forwarding_of(session, ticket)
+    ]
 
 
 def _runtime(app: App) -> Runtime:
@@ -381,12 +411,15 @@ def run(app: App) -> None:
         _chat(runtime, user_id="warga", name="", channel="console")
         return
     from bot.channels.telegram import run_polling
+    from bot.open311 import run_backends
 
     runtime.prepare_database()
+    open311 = runtime.open311
     run_polling(
         runtime.assistant,
         token=app.settings.telegram_bot_token.get_secret_value(),
         api_url=app.settings.telegram_api_url,
+        background_tasks=[lambda: run_backends(open311)] if open311.links else [],
     )
 
 
@@ -400,31 +433,28 @@ def run(app: App) -> None:
 )
 @pass_app
 def serve(app: App, host: str, port: int, public_url: str | None) -> None:
-    """Serve the webhooks (Telegram, WhatsApp) as a web app; processes may share one database."""
+    """Serve the web app: the Open311 API (docs at /docs), and the Telegram and WhatsApp
+    webhooks when they are configured; several processes may share one database."""
     import uvicorn
 
     from bot.web import create_app
 
     s = app.settings
-    telegram = s.telegram_bot_token is not None
-    if telegram and s.telegram_webhook_secret is None:
-        raise click.ClickException("serving Telegram needs TELEGRAM_WEBHOOK_SECRET too")
-    if not telegram and not s.whatsapp_enabled:
+    token, secret = s.telegram_bot_token, s.telegram_webhook_secret
+    if token is not None and secret is None:
         raise click.ClickException(
-            "serving needs TELEGRAM_BOT_TOKEN and TELEGRAM_WEBHOOK_SECRET, or the WHATSAPP_* "
-            "settings (see the README), in the environment"
+            "serving the Telegram webhook needs TELEGRAM_WEBHOOK_SECRET in the environment"
         )
     runtime = _runtime(app)
     runtime.prepare_database()
     web = create_app(
-        runtime.assistant,
-        telegram_token=s.telegram_bot_token.get_secret_value() if s.telegram_bot_token else None,
-        telegram_secret=(
-            s.telegram_webhook_secret.get_secret_value() if s.telegram_webhook_secret else None
-        ),
+        runtime.assistant if token is not None or s.whatsapp_enabled else None,
+        telegram_token=token.get_secret_value() if token is not None else None,
+        telegram_secret=secret.get_secret_value() if secret is not None else None,
         telegram_api_url=s.telegram_api_url,
         public_url=public_url,
         whatsapp=_whatsapp(runtime) if s.whatsapp_enabled else None,
+        open311=runtime.open311,
     )
     uvicorn.run(web, host=host, port=port, log_level="info")
 
@@ -674,6 +704,87 @@ def broadcast_cancel(app: App, broadcast_id: int) -> None:
         b = broadcasts.get_broadcast(s, broadcast_id)
         n = broadcasts.cancel_broadcast(s, b, by=None, admin=True, now=utcnow())
     click.echo(f"broadcast {broadcast_id} cancelled; {n} deliveries not sent")
+
+
+# ---------------------------------------------------------------- Open311
+
+
+@cli.group(cls=_Group)
+def open311() -> None:
+    """The Open311 GeoReport v2 API: client keys, and hand-overs to agencies' systems."""
+
+
+@open311.group("key", cls=_Group)
+def open311_key() -> None:
+    """Keys of the clients that may POST service requests (stored only as SHA-256 hashes)."""
+
+
+@open311_key.command("add")
+@click.argument("name")
+@pass_app
+def open311_key_add(app: App, name: str) -> None:
+    """Give the client NAME a key; it is shown this once and cannot be shown again."""
+    from actions.models import utcnow
+    from actions.open311 import add_client
+
+    with app.session() as session:
+        key = add_client(session, name=name, now=utcnow())
+    click.echo(f"api_key for {name} (keep it secret; it is not stored and cannot be shown again):")
+    click.echo(key)
+
+
+@open311_key.command("list")
+@pass_app
+def open311_key_list(app: App) -> None:
+    """List clients: key prefix, created, revoked, tickets submitted."""
+    from actions.open311 import list_clients
+
+    with app.session() as session:
+        clients = list_clients(session)
+        for c, submitted in clients:
+            state = f"revoked {_when(c.revoked_at)}" if c.revoked_at else "active"
+            click.echo(
+                f"{c.name:<24} {c.key_prefix}…  created {_when(c.created_at)}  {state:<26} "
+                f"{submitted} tickets"
+            )
+        if not clients:
+            click.echo("no clients yet: add one with 'warga open311 key add NAME'")
+
+
+@open311_key.command("revoke")
+@click.argument("name")
+@pass_app
+def open311_key_revoke(app: App, name: str) -> None:
+    """Refuse the client NAME's key from now on (its tickets stay)."""
+    from actions.models import utcnow
+    from actions.open311 import revoke_client
+
+    with app.session() as session:
+        revoke_client(session, name=name, now=utcnow())
+    click.echo(f"the key of {name} is revoked")
+
+
+@open311.command("sync")
+@pass_app
+def open311_sync(app: App) -> None:
+    """Hand due tickets to agencies' systems and read their updates once (for cron)."""
+    import asyncio
+
+    from bot.open311 import backends
+
+    runtime = _runtime(app)
+    ctx = runtime.open311
+
+    async def once() -> tuple[int, int]:
+        async with backends(ctx) as b:
+            sent = await b.dispatcher.run_once()
+            return sent, sum([await b.poller.poll(code) for code in b.poller.links])
+
+    sent, applied = asyncio.run(once())
+    click.echo(f"handed over {sent}, updates applied {applied}")
+
+
+# ---------------------------------------------------------------- end of Open311
 
 
 @cli.group(cls=_Group)

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from actions.domain import Audience, OutboxState
 from actions.inbox import forget_updates
 from actions.models import Agency, Officer, Outbox, Resident, utcnow
+from actions.open311 import Forwarder, ForwardError, ForwardJob, ForwardResult
 from actions.sla import run_sla_check
 from bot.messages import Button, Notice, Outgoing
 from bot.responses import Responses
@@ -62,7 +63,8 @@ class Delivery:
     outbox_id: int
     channel: str
     chat_id: str
-    message: Outgoing
+    message: Outgoing | None
+    job: ForwardJob | None = None  # a ticket for an agency's own system, not a chat message
 
 
 class Dispatcher:
@@ -82,6 +84,7 @@ class Dispatcher:
         clock: Callable[[], datetime] = utcnow,
         worker: str | None = None,
         only_chats: frozenset[str] | None = None,
+        forwarder: Forwarder | None = None,
     ) -> None:
         self.sessions = sessions
         self.responses = responses
@@ -89,6 +92,7 @@ class Dispatcher:
         self.clock = clock
         self.worker = worker or uuid.uuid4().hex[:12]
         self.only_chats = only_chats  # the terminal chat delivers only to its own user
+        self.forwarder = forwarder  # hands tickets to agencies' systems (Audience.EXTERNAL)
 
     def claim(self, limit: int = 50) -> list[Delivery]:
         """Lease up to `limit` due rows for this worker and render them."""
@@ -122,7 +126,38 @@ class Dispatcher:
                         self.render(row, resident.language),
                     )
                 )
+            if self.forwarder is not None:
+                deliveries += self._claim_external(session, self.forwarder, now, limit)
             return deliveries
+
+    def _claim_external(
+        self, session: Session, forwarder: Forwarder, now: datetime, limit: int
+    ) -> list[Delivery]:
+        """Lease due hand-overs to agencies' systems and read what each will send."""
+        stmt = (
+            select(Outbox)
+            .where(
+                Outbox.state == OutboxState.PENDING,
+                Outbox.audience == Audience.EXTERNAL,
+                Outbox.next_attempt_at <= now,
+                or_(Outbox.claimed_until.is_(None), Outbox.claimed_until < now),
+            )
+            .order_by(Outbox.id)
+            .limit(limit)
+        )
+        if session.get_bind().dialect.name == "postgresql":
+            stmt = stmt.with_for_update(skip_locked=True)
+        deliveries = []
+        for row in session.scalars(stmt):
+            try:
+                job = forwarder.prepare(session, row)
+            except ForwardError as exc:
+                row.attempts += 1
+                row.state, row.last_error = OutboxState.FAILED, str(exc)[:500]
+                continue
+            row.claimed_by, row.claimed_until = self.worker, now + LEASE
+            deliveries.append(Delivery(row.id, Audience.EXTERNAL.value, job.agency, None, job))
+        return deliveries
 
     def _expand_agency_rows(self, session: Session, now: datetime) -> None:
         """Turn a message for an agency into one message per officer (no group chat yet)."""
@@ -180,25 +215,32 @@ class Dispatcher:
         sent = 0
         # The store is synchronous: keep its calls off the event loop.
         for delivery in await asyncio.to_thread(self.claim, limit):
+            result = None
             try:
-                await self.senders[delivery.channel].send(delivery.chat_id, delivery.message)
-            except DeliveryError as exc:
+                if delivery.job is not None and self.forwarder is not None:
+                    result = await self.forwarder.send(delivery.job)
+                elif delivery.message is not None:
+                    await self.senders[delivery.channel].send(delivery.chat_id, delivery.message)
+            except (DeliveryError, ForwardError) as exc:
                 await asyncio.to_thread(self.failed, delivery, exc)
                 continue
             except Exception as exc:  # noqa: BLE001 - a sender's bug must not stop delivery
                 log.exception("outbox %s: sender crashed", delivery.outbox_id)
                 await asyncio.to_thread(self.failed, delivery, DeliveryError(repr(exc)))
                 continue
-            await asyncio.to_thread(self.done, delivery)
+            await asyncio.to_thread(self.done, delivery, result)
             sent += 1
         return sent
 
-    def done(self, delivery: Delivery) -> None:
+    def done(self, delivery: Delivery, result: ForwardResult | None = None) -> None:
+        now = self.clock()
         with self.sessions.begin() as session:
             row = session.get_one(Outbox, delivery.outbox_id)
-            row.state, row.sent_at, row.claimed_until = OutboxState.SENT, self.clock(), None
+            row.state, row.sent_at, row.claimed_until = OutboxState.SENT, now, None
+            if delivery.job is not None and result is not None and self.forwarder is not None:
+                self.forwarder.record(session, delivery.job, result, now)
 
-    def failed(self, delivery: Delivery, exc: DeliveryError) -> None:
+    def failed(self, delivery: Delivery, exc: DeliveryError | ForwardError) -> None:
         now = self.clock()
         with self.sessions.begin() as session:
             row = session.get_one(Outbox, delivery.outbox_id)

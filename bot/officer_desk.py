@@ -18,6 +18,7 @@ from actions.domain import (
     TicketStatus,
 )
 from actions.models import Agency, Officer, Resident, Ticket, TicketEvent, TicketPhoto
+from actions.open311 import forwarding_of
 from actions.people import add_officer, remove_officer
 from actions.sla import is_overdue
 from actions.stats import agency_statistics
@@ -273,6 +274,9 @@ class Desk:
             due=self.turn.date(ticket.resolution_due_at),
             history=history,
         )
+        forwarding = self.forwarding(ticket)
+        if forwarding:
+            text += "\n" + "\n".join([self.t("officer.forward.header"), *forwarding])
         location = (ticket.latitude, ticket.longitude) if ticket.latitude is not None else None
         buttons = (
             (
@@ -289,6 +293,21 @@ class Desk:
                     p.file_id for p in ticket.photos if p.channel == self.turn.incoming.channel
                 ),
             )
+        ]
+
+    def forwarding(self, ticket: Ticket) -> list[str]:
+        """The ticket's hand-overs to agencies' systems: sent, retrying or failed, and why."""
+        return [
+            self.t(
+                f"officer.forward.{f.phase}",
+                agency=f.agency,
+                attempts=f.attempts,
+                error=f.last_error,
+                id=f.service_request_id or "-",
+                status=f.remote_status or "-",
+                next=self.turn.date(f.next_attempt_at),
+            )
+            for f in forwarding_of(self.session, ticket)
         ]
 
     def event_line(self, event: TicketEvent, ticket: Ticket) -> str:

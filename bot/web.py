@@ -1,7 +1,9 @@
-"""The web app (`warga serve`): the Telegram and WhatsApp webhooks, and later the Open311 API."""
+"""The web app (`warga serve`): the Telegram and WhatsApp webhooks and the Open311 API."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -11,10 +13,11 @@ from typing import TYPE_CHECKING, Any
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from bot.channels.telegram import build_application
 from bot.conversation import Assistant
+from bot.open311 import SWEEP_INTERVAL, Open311Context, create_api, run_backends
 
 if TYPE_CHECKING:
     from bot.channels.whatsapp import WhatsAppChannel
@@ -28,13 +31,15 @@ Lifespan = Callable[[], AbstractAsyncContextManager[None]]
 
 
 def create_app(
-    assistant: Assistant,
+    assistant: Assistant | None,
     *,
     telegram_token: str | None = None,
     telegram_secret: str | None = None,
     telegram_api_url: str | None = None,
     public_url: str | None = None,
     whatsapp: WhatsAppChannel | None = None,
+    open311: Open311Context | None = None,
+    open311_interval: float | None = SWEEP_INTERVAL,
     **telegram_options: Any,
 ) -> Starlette:
     """Build the ASGI app for the channels given; with `public_url`, the Telegram webhook is
@@ -42,12 +47,20 @@ def create_app(
 
     Every Telegram webhook request must carry the secret Telegram was given (constant-time
     compared), every WhatsApp one a valid signature of its body; anything else is refused
-    with 403 and never reaches the bot.
+    with 403 and never reaches the bot. The Open311 API is always served; without a channel it
+    is served alone. `open311_interval` None: no hand-overs to agencies' systems run in the
+    background (a test drives them).
     """
-    routes = [Route("/healthz", health, methods=["GET"])]
+    if open311 is None:
+        if assistant is None:
+            raise ValueError("the web app needs the bot or an Open311 context")
+        open311 = Open311Context(
+            assistant.sessions, assistant.city, assistant.responses, clock=assistant.clock
+        )
+    routes: list[Any] = [Route("/healthz", health, methods=["GET"])]
     lifespans: list[Lifespan] = []
-    if telegram_token is not None:
-        if not telegram_secret:
+    if telegram_token:
+        if assistant is None or not telegram_secret:
             raise ValueError("TELEGRAM_WEBHOOK_SECRET must be set to serve the Telegram webhook")
         route, lifespan = _telegram(
             assistant,
@@ -63,8 +76,10 @@ def create_app(
     if whatsapp is not None:
         routes += whatsapp.routes()
         lifespans.append(_whatsapp_lifespan(whatsapp))
-    if len(routes) == 1:
-        raise ValueError("nothing to serve: configure Telegram or WhatsApp")
+    # -- Open311 (last: it is mounted at the root) --
+    routes.append(Mount("/", app=create_api(open311)))
+    if open311_interval is not None:
+        lifespans.append(_open311_lifespan(open311, open311_interval))
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -144,5 +159,21 @@ def _whatsapp_lifespan(whatsapp: WhatsAppChannel) -> Lifespan:
             yield
         finally:
             await whatsapp.stop()
+
+    return lifespan
+
+
+def _open311_lifespan(context: Open311Context, interval: float) -> Lifespan:
+    """Hand tickets to agencies' systems and read their updates, in the background."""
+
+    @asynccontextmanager
+    async def lifespan() -> AsyncIterator[None]:
+        task = asyncio.create_task(run_backends(context, interval=interval))
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     return lifespan

@@ -12,7 +12,7 @@ import contextlib
 import html
 import logging
 import warnings
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -174,8 +174,12 @@ def build_application(
     dispatch_interval: float | None = DISPATCH_INTERVAL,
     rate_limiter: bool = True,
     customize: Callable[[ApplicationBuilder], ApplicationBuilder] | None = None,
+    background_tasks: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
 ) -> Application:
-    """Build the PTB application; `api_url` points it at another Bot API server."""
+    """Build the PTB application; `api_url` points it at another Bot API server.
+
+    `background_tasks` run beside the bot until it stops (the Open311 hand-overs).
+    """
     builder = ApplicationBuilder().token(token)
     if api_url:
         base = api_url.rstrip("/")
@@ -205,6 +209,7 @@ def build_application(
                 assistant.sessions, responses, senders, clock=assistant.clock
             )
             background.append(asyncio.create_task(broadcast_forever(broadcaster)))
+        background.extend(asyncio.create_task(task()) for task in background_tasks)
 
     async def post_shutdown(app: Application) -> None:
         for task in background:
@@ -259,7 +264,15 @@ def _error_handler(
     return on_error
 
 
-def run_polling(assistant: Assistant, *, token: str, api_url: str | None) -> None:
+def run_polling(
+    assistant: Assistant,
+    *,
+    token: str,
+    api_url: str | None,
+    background_tasks: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
+) -> None:
     """Run the bot with long polling until interrupted."""
-    app = build_application(assistant, token=token, api_url=api_url)
+    app = build_application(
+        assistant, token=token, api_url=api_url, background_tasks=background_tasks
+    )
     app.run_polling(allowed_updates=Update.ALL_TYPES)
