@@ -610,6 +610,11 @@ def broadcast_send(
     click.echo(f"broadcast {broadcast_id} queued")
     if scheduled is not None or not wait:
         return
+    if app.settings.telegram_bot_token is None:
+        click.echo(
+            "no TELEGRAM_BOT_TOKEN here: the running bot or 'warga broadcast worker' sends it"
+        )
+        return
     _deliver(app, until_done=broadcast_id)
 
 
@@ -631,10 +636,7 @@ def _deliver(app: App, *, until_done: int | None, rate: float | None = None) -> 
 
     token = app.settings.telegram_bot_token
     if token is None:
-        raise click.ClickException(
-            "delivering needs TELEGRAM_BOT_TOKEN; the queued broadcast goes out with the "
-            "running bot or 'warga broadcast worker'"
-        )
+        raise click.ClickException("delivering announcements needs TELEGRAM_BOT_TOKEN")
     runtime = _runtime(app)
 
     def progress_of() -> broadcasts.Progress:

@@ -168,3 +168,54 @@ def test_serve_without_telegram_or_whatsapp_settings_says_what_it_needs(env):
     out = warga(env, "serve", ok=False)
     assert "TELEGRAM_BOT_TOKEN" in out and "WHATSAPP_*" in out
     assert "Traceback" not in out
+
+
+def test_groups_and_broadcasts_from_the_terminal(ready):
+    from actions import broadcasts
+    from tests.support.fake_bot_api import running
+
+    out = warga(
+        ready,
+        "group",
+        "add",
+        "rw05-delima",
+        "--name",
+        "RW 05 Delima",
+        "--kind",
+        "rt_rw",
+        "--area",
+        "kelurahan Delima",
+        "--manager",
+        "777",
+    )
+    assert "rw05-delima: RW 05 Delima (rt_rw); areas: Delima" in out
+    bad = warga(ready, "group", "add", "x1", "--name", "X", "--area", "Binawidya", ok=False)
+    assert "ambiguous" in bad and "Traceback" not in bad
+    assert "telegram:777" in warga(ready, "group", "list")
+    sessions = make_session_factory(make_engine(ready["DATABASE_URL"]))
+    with sessions.begin() as s:
+        delima = broadcasts.find_area(s, "kelurahan Delima")
+        for user in ("9001", "9002", "9003"):
+            r = get_or_create_resident(s, channel="telegram", platform_user_id=user)
+            broadcasts.follow_area(s, resident_id=r.id, area=delima)
+
+    send = ["broadcast", "send", "--group", "rw05-delima", "--area", "14.71.08.1008", "--yes"]
+    # Without a token it is queued, and the operator is told who will deliver it.
+    queued = warga(ready, *send, "--text", "Kerja bakti Minggu")
+    assert "3 recipients" in queued and "broadcast 1 queued" in queued
+    assert "TELEGRAM_BOT_TOKEN" in queued
+    assert "broadcast 1 cancelled; 0 deliveries" in warga(ready, "broadcast", "cancel", "1")
+    with running(rate=30, scale=10) as fake:
+        env = {**ready, "TELEGRAM_BOT_TOKEN": fake.token, "TELEGRAM_API_URL": fake.url}
+        out = warga(
+            env, *send, "--text", "Posyandu pagi atau sore?", "--poll", "Pagi", "--poll", "Sore"
+        )
+        assert "sending" in out and "sent 3" in out
+        assert sorted(m.chat_id for m in fake.state.messages) == [9001, 9002, 9003]
+    status = warga(ready, "broadcast", "status")
+    assert "#2 rw05-delima done" in status and "3 recipients; sent 3" in status
+    assert "#1 rw05-delima cancelled" in status and "Pagi: 0" in status
+    later = warga(ready, *send, "--text", "Besok", "--at", "2099-01-01 08:00")
+    assert "broadcast 3 queued" in later
+    assert "YYYY-MM-DD HH:MM" in warga(ready, *send, "--text", "x", "--at", "besok", ok=False)
+    assert "broadcast 4" not in warga(ready, "broadcast", "status")  # nothing was queued
