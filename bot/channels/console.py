@@ -14,6 +14,7 @@ import re
 import uuid
 from typing import TextIO
 
+from bot.broadcaster import Broadcaster
 from bot.conversation import Assistant
 from bot.dispatcher import Dispatcher
 from bot.messages import Button, Incoming, Outgoing
@@ -53,6 +54,16 @@ class ConsoleChat:
             {channel: ConsoleSender(self)},
             clock=assistant.clock,
             only_chats=frozenset({user_id}),  # each terminal user gets their own messages
+        )
+        # Announcements to terminal users print here as they go (no platform limits to keep).
+        self.broadcaster = Broadcaster(
+            assistant.sessions,
+            assistant.responses,
+            {CHANNEL: ConsoleSender(self)},
+            rate=1000,
+            chat_gap=0,
+            group_gap=0,
+            clock=assistant.clock,
         )
         self.user_id, self.display_name, self.out, self.channel = (
             user_id,
@@ -120,9 +131,12 @@ class ConsoleChat:
         self.buttons = []
         for reply in replies:
             self.show(reply)
-        if self.dispatcher is not None:
-            asyncio.run(self.dispatcher.run_once())
+        asyncio.run(self._deliver())
         return replies
+
+    async def _deliver(self) -> None:
+        await self.dispatcher.run_once()
+        await self.broadcaster.run_once()
 
     def run(self, lines: TextIO, *, interactive: bool) -> None:
         while True:

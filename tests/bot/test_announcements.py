@@ -220,3 +220,21 @@ def test_on_a_channel_without_announcements_following_is_not_offered(assistant, 
     with assistant.sessions() as s:
         wa = s.scalar(select(Resident).where(Resident.platform_user_id == "62811"))
         assert broadcasts.follows_of(s, wa.id) == []
+
+
+def test_in_the_terminal_an_announcement_reaches_a_follower_at_once(chat, assistant, rw):
+    siti = chat()
+    siti("/ikuti rw05-delima")
+    ketua = chat("ketua", "Pak RW")
+    ketua("/umumkan")
+    ketua("Air PDAM mati besok <pagi>")
+    ketua(ketua.t("id", "umumkan.to_followers", group="RW 05 Delima"))
+    ketua(ketua.t("id", "umumkan.when_now"))
+    ketua(ketua.t("id", "umumkan.poll_no"))
+    out = ketua("Kirim")
+    # The terminal prints what others receive, marked with their id.
+    assert "🔔 → siti" in out and "Air PDAM mati besok <pagi>" in out
+    assert ketua.t("id", "umumkan.header", group="RW 05 Delima") in out
+    with assistant.sessions() as s:
+        b = s.scalars(select(Broadcast)).one()
+        assert broadcasts.progress(s, b).counts["sent"] == 1
