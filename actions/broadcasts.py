@@ -548,7 +548,7 @@ def claim(
             Broadcast.state == BroadcastState.SENDING,
             Resident.channel.in_(list(channels)),
         )
-        .order_by(d.broadcast_id, d.id)
+        .order_by(d.id)  # oldest announcement first: its rows were inserted first
         .limit(limit)
     )
     if session.get_bind().dialect.name == "postgresql":

@@ -462,7 +462,7 @@ class BroadcastDelivery(Base):
     __tablename__ = "broadcast_delivery"
     __table_args__ = (
         UniqueConstraint("broadcast_id", "resident_id"),
-        Index("ix_broadcast_delivery_due", "state", "next_attempt_at"),
+        Index("ix_broadcast_delivery_queue", "state", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -183,9 +183,11 @@ def main() -> None:
         default="",
         help="also run on this PostgreSQL server (a scratch database is created and dropped)",
     )
+    parser.add_argument("--no-sqlite", action="store_true", help="only the PostgreSQL run")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        run("SQLite    ", f"sqlite:///{tmp}/bench.sqlite3", args)
+    if not args.no_sqlite:
+        with tempfile.TemporaryDirectory() as tmp:
+            run("SQLite    ", f"sqlite:///{tmp}/bench.sqlite3", args)
     if args.postgres:
         admin = make_engine(args.postgres, isolation_level="AUTOCOMMIT")
         name = f"warga_bench_{uuid.uuid4().hex[:8]}"

@@ -196,9 +196,7 @@ def upgrade() -> None:
         ),
     )
     with op.batch_alter_table("broadcast_delivery", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_broadcast_delivery_due", ["state", "next_attempt_at"], unique=False
-        )
+        batch_op.create_index("ix_broadcast_delivery_queue", ["state", "id"], unique=False)
 
     op.create_table(
         "poll_vote",
@@ -228,7 +226,7 @@ def downgrade() -> None:
 
     op.drop_table("poll_vote")
     with op.batch_alter_table("broadcast_delivery", schema=None) as batch_op:
-        batch_op.drop_index("ix_broadcast_delivery_due")
+        batch_op.drop_index("ix_broadcast_delivery_queue")
 
     op.drop_table("broadcast_delivery")
     op.drop_table("group_manager")
