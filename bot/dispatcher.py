@@ -247,7 +247,7 @@ class Dispatcher:
             row.attempts += 1
             row.last_error = str(exc)[:500]
             row.claimed_until = None
-            if exc.blocked and row.resident_id is not None:
+            if isinstance(exc, DeliveryError) and exc.blocked and row.resident_id is not None:
                 session.get_one(Resident, row.resident_id).blocked_at = now
             if exc.permanent or row.attempts >= MAX_ATTEMPTS:
                 row.state = OutboxState.FAILED

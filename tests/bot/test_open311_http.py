@@ -247,7 +247,7 @@ def _resident_report(assistant: Assistant) -> str:
                 channel="telegram", user_id="5001", update_id=f"u{i}", display_name="Siti", **step
             )
         )
-    return next(w for w in replies[-1].text.split() if w.startswith("PKU-"))
+    return next(w for r in replies for w in r.text.split() if w.startswith("PKU-"))
 
 
 def _told(sessions, number: str) -> list[tuple[str, str]]:
