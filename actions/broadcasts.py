@@ -277,21 +277,22 @@ def audience(session: Session, *, group_id: int, area_id: int | None) -> Select[
     cannot carry announcements) left out.
 
     To the followers: the group's followers. To an area: whoever follows that area or any area
-    inside it (a kelurahan's followers hear their kecamatan's announcements).
+    inside it (a kelurahan's followers hear their kecamatan's announcements). Written as
+    EXISTS on the followers' primary keys: a plan that stays index-driven even before the
+    planner has statistics (a join to a DISTINCT subquery took minutes for 100,000 followers
+    on a freshly loaded PostgreSQL).
     """
     if area_id is None:
-        chosen = select(GroupFollower.resident_id.label("rid")).where(
-            GroupFollower.group_id == group_id
+        follows = exists().where(
+            GroupFollower.resident_id == Resident.id, GroupFollower.group_id == group_id
         )
     else:
-        chosen = select(AreaFollower.resident_id.label("rid")).where(
-            AreaFollower.area_id.in_(area_and_inside(session, area_id))
+        follows = exists().where(
+            AreaFollower.resident_id == Resident.id,
+            AreaFollower.area_id.in_(area_and_inside(session, area_id)),
         )
-    picked = chosen.distinct().subquery()
-    return (
-        select(Resident.id)
-        .join(picked, picked.c.rid == Resident.id)
-        .where(Resident.blocked_at.is_(None), Resident.channel.in_(BROADCAST_CHANNELS))
+    return select(Resident.id).where(
+        follows, Resident.blocked_at.is_(None), Resident.channel.in_(BROADCAST_CHANNELS)
     )
 
 
