@@ -247,3 +247,14 @@ def test_a_worker_stopped_mid_broadcast_and_restarted_skips_nobody(
     else:
         assert twice <= kills
     assert deliveries(assistant, broadcast_id) == {"sent": n}
+
+
+def test_an_announcement_with_a_photo_goes_as_one_photo_with_its_caption(assistant):
+    group_id = setup_followers(assistant, 2)
+    announce(assistant, group_id, "Foto banjir <hari ini>", photo="AgACAgUAAxkBAAIBQ2Zm")
+    with running(rate=30, scale=10) as fake:
+        asyncio.run(deliver(assistant, fake, rate=290))
+        sent = fake.state.messages
+    assert [m.method.lower() for m in sent] == ["sendphoto", "sendphoto"]
+    assert all(m.photo == "AgACAgUAAxkBAAIBQ2Zm" for m in sent)
+    assert all(m.text.endswith(html.escape("Foto banjir <hari ini>")) for m in sent)
