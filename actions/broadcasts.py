@@ -266,7 +266,7 @@ def area_and_inside(session: Session, area_id: int) -> list[int]:
     return out
 
 
-def may_address(session: Session, group: CivicGroup, area: Area) -> bool:
+def may_address(group: CivicGroup, area: Area) -> bool:
     """A group may address its own areas and any area inside them."""
     own = {a.id for a in group.areas}
     return any(a.id in own for a in area.ancestors())
@@ -309,6 +309,33 @@ def first_link(text: str) -> str:
     return found.group(0).rstrip(".,);") if found else ""
 
 
+def check_text(text: str, *, photo: str | None) -> str:
+    """The announcement's text, stripped; refused when empty or too long for its message."""
+    text = text.strip()
+    if not text:
+        raise BroadcastError("umumkan.error_empty", "an announcement needs text")
+    limit = MAX_CAPTION if photo else MAX_TEXT
+    if len(text) > limit:
+        raise BroadcastError(
+            "umumkan.error_too_long",
+            f"{len(text)} characters, at most {limit}",
+            limit=limit,
+            length=len(text),
+        )
+    return text
+
+
+def check_poll(options: Iterable[str]) -> list[str]:
+    """A poll's answers, stripped: 2 to 4, each at most 40 characters (a button's label)."""
+    answers = [o.strip() for o in options if o.strip()]
+    low, high = POLL_OPTIONS
+    if not low <= len(answers) <= high:
+        raise BroadcastError("umumkan.error_poll", f"{len(answers)} poll answers, {low} to {high}")
+    if any(len(o) > 40 for o in answers):
+        raise BroadcastError("umumkan.error_poll", "a poll answer is longer than 40 characters")
+    return answers
+
+
 def create_broadcast(
     session: Session,
     *,
@@ -327,22 +354,12 @@ def create_broadcast(
     text = text.strip()
     if author is not None and session.get(GroupManager, (group.id, author.id)) is None:
         raise NotAllowed(f"resident {author.id} does not manage {group.code}")
-    if not text:
-        raise BroadcastError("umumkan.error_empty", "an announcement needs text")
-    limit = MAX_CAPTION if photo else MAX_TEXT
-    if len(text) > limit:
-        raise BroadcastError(
-            "umumkan.error_too_long", f"{len(text)} characters, at most {limit}", limit=limit
-        )
-    if area is not None and not may_address(session, group, area):
+    check_text(text, photo=photo)
+    if area is not None and not may_address(group, area):
         raise BroadcastError(
             "umumkan.error_area", f"{group.code} may not address {area.name}", area=area.name
         )
-    options = [o.strip() for o in poll_options if o.strip()]
-    if options and not POLL_OPTIONS[0] <= len(options) <= POLL_OPTIONS[1]:
-        raise BroadcastError("umumkan.error_poll", f"{len(options)} poll answers, 2 to 4")
-    if any(len(o) > 40 for o in options):
-        raise BroadcastError("umumkan.error_poll", "a poll answer is longer than 40 characters")
+    options = check_poll(poll_options) if any(o.strip() for o in poll_options) else []
     link = link.strip() or first_link(text)
     if link and not _URL.fullmatch(link):
         raise BroadcastError("umumkan.error_link", f"not a web address: {link!r}")

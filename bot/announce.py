@@ -87,16 +87,14 @@ class Announcer:
         if group is None:
             self.turn.reset()
             return self.say("form.expired")
-        limit = broadcasts.MAX_CAPTION if photo else broadcasts.MAX_TEXT
-        if not text.strip():
-            if photo:
-                self.draft["photo"] = photo
-            return self.say("umumkan.ask_text", group=group.name)
-        if len(text.strip()) > limit:
-            return self.say("umumkan.error_too_long", limit=limit, length=len(text.strip()))
-        self.draft["text"] = text.strip()
         if photo:
             self.draft["photo"] = photo
+        if not text.strip():
+            return self.say("umumkan.ask_text", group=group.name)
+        try:  # a photo sent earlier counts too: its caption has the shorter limit
+            self.draft["text"] = broadcasts.check_text(text, photo=self.draft.get("photo"))
+        except broadcasts.BroadcastError as exc:
+            return self.say(exc.key, **exc.params)
         self.draft["link"] = broadcasts.first_link(text)
         self.turn.go(self.turn.states.ANNOUNCE_AUDIENCE)
         choices = [
@@ -121,7 +119,7 @@ class Announcer:
         if step == "to":
             if arg != "followers":
                 area = self.session.get(Area, int(arg)) if arg.isdigit() else None
-                if area is None or not broadcasts.may_address(self.session, self.group(), area):
+                if area is None or not broadcasts.may_address(self.group(), area):
                     return self.say("form.expired")
                 self.draft["area"] = area.id
             else:
@@ -172,11 +170,12 @@ class Announcer:
         return self.ask_poll()
 
     def typed_poll(self, text: str) -> list[Outgoing]:
-        options = [line.strip(" -•*") for line in text.splitlines() if line.strip(" -•*")]
-        low, high = broadcasts.POLL_OPTIONS
-        if not low <= len(options) <= high or any(len(o) > 40 for o in options):
-            return self.say("umumkan.error_poll")
-        self.draft["poll"] = options
+        try:
+            self.draft["poll"] = broadcasts.check_poll(
+                line.strip(" -•*") for line in text.splitlines()
+            )
+        except broadcasts.BroadcastError as exc:
+            return self.say(exc.key, **exc.params)
         return self.preview()
 
     def preview(self) -> list[Outgoing]:

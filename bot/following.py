@@ -47,11 +47,15 @@ class Following:
                 if area:
                     return "area", area.id, self.area_name(area)
         city = self.city_area()
-        if key in {"kota", "seluruh kota", "semua", city.name.casefold()}:
+        if key in {city.name.casefold(), *self.words("ikuti.city_words")}:
             return "area", city.id, self.area_name(city)
         if group is not None:
             return "group", group.id, group.name
         return None
+
+    def words(self, key: str) -> set[str]:
+        """A comma-separated list of words from the responses, in the resident's language."""
+        return {w.strip().casefold() for w in self.turn.t(key).split(",") if w.strip()}
 
     def city_area(self) -> Area:
         return self.session.scalars(select(Area).where(Area.level == AreaLevel.KOTA)).one()
@@ -153,6 +157,8 @@ class Following:
         follows = self.follows()
         if not follows:
             return [self.turn.reply("berhenti.none")]
+        if set(words.casefold().split()) & self.words("berhenti.all_words"):
+            return self.on_stop_button("all")
         found = self.target(words, parse) if words.strip() else None
         if found is not None:
             kind, target_id, name = found

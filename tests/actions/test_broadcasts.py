@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -12,8 +13,10 @@ from actions import broadcasts
 from actions.domain import BroadcastState, DeliveryState, DomainError, GroupKind, NotFound
 from actions.models import Area, BroadcastDelivery, Resident
 from actions.people import get_or_create_resident
+from bot.responses import Responses
 
 NOW = datetime(2026, 11, 30, 3, 0, tzinfo=UTC)
+RESPONSES = Responses.load(Path(__file__).resolve().parents[2] / "data" / "responses")
 
 
 def area(session: Session, code_or_name: str) -> Area:
@@ -130,6 +133,8 @@ def test_bad_announcements_are_refused_with_a_reason_and_nothing_queued(
         broadcasts.create_broadcast(session, group=rw_group, author=None, now=NOW, **kwargs)
     assert err.value.key == key
     assert broadcasts.recent_broadcasts(session) == []
+    # The reason can be told: the sentence exists and takes the error's details.
+    assert RESPONSES.get("id", err.value.key, **err.value.params)
 
 
 def test_the_link_in_the_text_becomes_the_link_and_areas_by_ambiguous_name_ask_for_a_code(

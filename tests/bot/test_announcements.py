@@ -71,6 +71,10 @@ def test_residents_follow_by_button_or_by_name_list_and_stop(chat, assistant, rw
     me("/berhenti")
     assert me.t("id", "berhenti.all_done") in me(me.t("id", "berhenti.all_button"))
     assert follows(assistant, "siti") == []
+    me("/ikuti seluruh kota")
+    me("/ikuti delima")
+    assert me.t("id", "berhenti.all_done") in me("berhenti semua pengumuman")  # all, not the city
+    assert follows(assistant, "siti") == []
     assert me.t("id", "berhenti.none") in me("/berhenti")
     assert me.t("id", "langganan.none") in me("/langganan")
 
@@ -238,3 +242,23 @@ def test_in_the_terminal_an_announcement_reaches_a_follower_at_once(chat, assist
     with assistant.sessions() as s:
         b = s.scalars(select(Broadcast)).one()
         assert broadcasts.progress(s, b).counts["sent"] == 1
+
+
+def test_a_photo_sent_first_makes_the_caption_limit_apply_and_the_form_goes_on(
+    chat, assistant, rw
+):
+    ketua = chat("ketua", "Pak RW")
+    ketua("/umumkan")
+    ketua("/foto poster-kerja-bakti")
+    too_long = ketua("x" * 1400)
+    assert ketua.t("id", "umumkan.error_too_long", limit=1000, length=1400) in too_long
+    assert ketua.t("id", "umumkan.ask_audience") in ketua("Kerja bakti Minggu pagi")
+    ketua(ketua.t("id", "umumkan.to_followers", group="RW 05 Delima"))
+    ketua(ketua.t("id", "umumkan.when_now"))
+    preview = ketua(ketua.t("id", "umumkan.poll_no"))
+    assert "[foto: console:poster-kerja-bakti]" in preview
+    done = ketua("Kirim")
+    with assistant.sessions() as s:
+        b = s.scalars(select(Broadcast)).one()
+    assert ketua.t("id", "umumkan.queued", id=b.id) in done
+    assert b.photo == "console:poster-kerja-bakti" and b.text == "Kerja bakti Minggu pagi"

@@ -167,7 +167,8 @@ def test_server_errors_are_retried_with_backoff(assistant, clock):
 
 
 def test_two_workers_together_keep_to_one_rate(assistant):
-    group_id = setup_followers(assistant, 90)
+    n = 900  # several batches of 200: both workers take part
+    group_id = setup_followers(assistant, n)
     broadcast_id = announce(assistant, group_id, "Dua pekerja")
 
     async def both(fake) -> None:
@@ -178,9 +179,12 @@ def test_two_workers_together_keep_to_one_rate(assistant):
     with running(rate=30, scale=10) as fake:
         asyncio.run(both(fake))
         sent, refused = fake.state.messages, fake.state.refused
-    assert Counter(m.chat_id for m in sent) == Counter(range(1000, 1090))
+    assert Counter(m.chat_id for m in sent) == Counter(range(1000, 1000 + n))
     assert refused[429] == 0  # shared slots: together they never went over 300/s
-    assert deliveries(assistant, broadcast_id) == {"sent": 90}
+    assert deliveries(assistant, broadcast_id) == {"sent": n}
+    with assistant.sessions() as s:
+        workers = set(s.scalars(select(BroadcastDelivery.claimed_by)))
+    assert len(workers) == 2
 
 
 # -- a worker process stopped or killed mid-broadcast ---------------------------------------
