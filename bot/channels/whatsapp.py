@@ -21,7 +21,7 @@ import logging
 import mimetypes
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -123,8 +123,10 @@ def signature_ok(body: bytes, header: str | None, app_secret: str) -> bool:
     """Check `sha256=<HMAC-SHA256 of the raw body with the app secret>`, in constant time."""
     if not header or not header.startswith("sha256="):
         return False
-    expected = hmac.new(app_secret.encode(), body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(header.removeprefix("sha256=").lower(), expected)
+    expected = hmac.new(app_secret.encode(), body, hashlib.sha256).hexdigest().encode()
+    # Bytes, not str: a header with non-ASCII characters is refused, not a server error.
+    given = header.removeprefix("sha256=").lower().encode("utf-8", "replace")
+    return hmac.compare_digest(given, expected)
 
 
 @dataclass(frozen=True)
@@ -662,7 +664,11 @@ class WhatsAppChannel:
         if statuses:
             await asyncio.to_thread(self._record_statuses, statuses)
         for message in messages:
-            await self.handle(message)
+            try:
+                await self.handle(message)
+            except Exception:  # noqa: BLE001 - the next message must still be handled
+                # WhatsApp got its 200 already and will not send this again: log it whole.
+                log.exception("whatsapp: message %s was not handled", message.message_id)
 
     async def handle(self, message: InboundMessage) -> None:
         """Run one message through the conversation and send the replies, in the sender's turn."""
@@ -685,10 +691,9 @@ class WhatsAppChannel:
                 await self._keep_media(message.media_id)
             except (GraphError, OSError, KeyError, ValueError) as exc:
                 log.warning("whatsapp: media %s not fetched: %s", message.media_id, exc)
-        user_id = await asyncio.to_thread(self._note_inbound, message)
         incoming = Incoming(
             channel=CHANNEL,
-            user_id=user_id,
+            user_id=message.wa_id or message.user_id or "",
             update_id=message.message_id,
             text=message.text,
             display_name=message.name,
@@ -696,8 +701,12 @@ class WhatsAppChannel:
             photo=message.media_id,
             payload=message.payload,
         )
+        user_id = incoming.user_id
         try:
-            replies = await asyncio.to_thread(self.assistant.handle, incoming)
+            user_id = await asyncio.to_thread(self._note_inbound, message)
+            replies = await asyncio.to_thread(
+                self.assistant.handle, replace(incoming, user_id=user_id)
+            )
         except Exception:  # noqa: BLE001 - answer politely; the log has the details
             log.exception("whatsapp: message %s failed", message.message_id)
             replies = [self.assistant.sorry(incoming)]

@@ -350,6 +350,8 @@ def test_a_tampered_or_unsigned_webhook_is_refused_and_nothing_is_processed(
     with Bot(assistant, settings, graph) as bot:
         assert bot.post(payload, signature=None).status_code == 403
         assert bot.post(payload, signature="sha256=" + "0" * 64).status_code == 403
+        latin = ("sha256=" + "é" * 64).encode("latin-1")  # not ASCII: refused, not a crash
+        assert bot.post_raw(body, {SIGNATURE_HEADER: latin}).status_code == 403
         assert bot.post(payload, signature=sign(body, "another-app's-secret")).status_code == 403
         # Signed, then changed on the way: the HMAC is over the raw bytes.
         tampered = json.dumps(payload, indent=1).encode()
