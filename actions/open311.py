@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -213,7 +214,10 @@ def public_requests(
     tickets = list(
         session.scalars(
             stmt.options(
-                joinedload(Ticket.category), joinedload(Ticket.agency), joinedload(Ticket.area)
+                joinedload(Ticket.category),
+                joinedload(Ticket.agency),
+                joinedload(Ticket.area),
+                joinedload(Ticket.reporter),
             )
             .order_by(Ticket.created_at.desc(), Ticket.id.desc())
             .limit(filt.page_size)
@@ -262,6 +266,15 @@ def _status_notes(session: Session, ticket_ids: Sequence[int]) -> dict[int, str]
     return {ticket_id: body for ticket_id, body in rows}
 
 
+def _without_name(text: str, name: str) -> str:
+    """Hide the reporter's name, and each of its words of three letters or more."""
+    words = sorted({w for w in re.split(r"\W+", name) if len(w) >= 3}, key=len, reverse=True)
+    if not words:
+        return text
+    pattern = r"\b(?:" + "|".join(re.escape(w) for w in words) + r")\b"
+    return re.sub(pattern, "***", text, flags=re.IGNORECASE)
+
+
 def public_request(
     ticket: Ticket, *, notes: str, city: CityConfig, redact: Redact
 ) -> dict[str, Any]:
@@ -271,18 +284,23 @@ def public_request(
     `anonim` tickets the pin is rounded and the address is only the kelurahan.
     """
     anonim = ticket.privacy is Privacy.ANONIM
+    name = ticket.reporter.display_name
+
+    def public(text: str) -> str:  # an officer may have written the reporter's name
+        return _without_name(redact(text), name)
+
     lat, lon = ticket.latitude, ticket.longitude
     if anonim and lat is not None and lon is not None:
         lat, lon = round(lat, ANONYMOUS_DECIMALS), round(lon, ANONYMOUS_DECIMALS)
     area = ticket.area.name if ticket.area is not None else ""
-    place = area if anonim else ", ".join(p for p in (redact(ticket.location_text), area) if p)
+    place = area if anonim else ", ".join(p for p in (public(ticket.location_text), area) if p)
     return {
         "service_request_id": ticket.number,
         "status": "open" if ticket.status.is_open else "closed",
-        "status_notes": redact(notes) or None,
+        "status_notes": public(notes) or None,
         "service_name": ticket.category.name,
         "service_code": ticket.category.code,
-        "description": redact(ticket.description),
+        "description": public(ticket.description),
         "agency_responsible": ticket.agency.name if ticket.agency is not None else None,
         "service_notice": None,
         "requested_datetime": w3c(ticket.created_at, city.tz),
@@ -729,12 +747,16 @@ class Poller:
         """Poll one agency now; failures are logged and tried again at the next interval."""
         link = self.links[code]
         agency_id, rows = await asyncio.to_thread(self._open_requests, code)
+        ids = []
+        for row_id, sid, token in rows:
+            if not sid:  # one token their system cannot resolve yet must not stop the rest
+                try:
+                    sid = await self._resolve_token(link, row_id, token)
+                except (httpx.HTTPError, ValueError, ForwardError, Open311Error) as exc:
+                    log.warning("polling %s: token %s not resolved: %s", code, token, exc)
+            if sid:
+                ids.append(sid)
         try:
-            known = [
-                sid or await self._resolve_token(link, row_id, token)
-                for row_id, sid, token in rows
-            ]
-            ids = [sid for sid in known if sid]
             updates: list[RemoteUpdate] = []
             for i in range(0, len(ids), self.BATCH):
                 updates += await self._get(link, ids[i : i + self.BATCH])

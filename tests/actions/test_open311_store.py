@@ -86,7 +86,13 @@ def test_public_output_never_holds_a_rahasia_ticket_a_phone_number_or_a_nik(
     hidden = _ticket(session, city, resident, privacy=Privacy.RAHASIA)
     transition(session, shown, Action.START, actor=None, note="ditelp ke 081234567890", now=MONDAY)
     session.commit()
-    requests = _public(session, city)
+    # An officer who names the reporter in a reply: the name stays out of the public view.
+    named = _ticket(session, city, resident, privacy=Privacy.ANONIM)
+    transition(session, named, Action.START, actor=None, note="sudah dicek bu siti", now=MONDAY)
+    session.commit()
+    (public_named,) = _public(session, city, ids=(named.number,))
+    assert public_named["status_notes"] == "sudah dicek bu ***"
+    requests = _public(session, city, ids=(shown.number, hidden.number))
     assert [r["service_request_id"] for r in requests] == [shown.number]
     text = json.dumps(requests, ensure_ascii=False)
     assert find_personal(text) == []
