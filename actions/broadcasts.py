@@ -62,7 +62,8 @@ _URL = re.compile(r"https?://[^\s<>\"']+", re.IGNORECASE)
 
 
 class BroadcastError(DomainError):
-    """An announcement that cannot be made as written; `key` names the reason for the user."""
+    """Refused with a reason the person can be told: `key` names the sentence in the
+    responses, `params` fill it (an announcement as written, a group's code, an area)."""
 
     def __init__(self, key: str, message: str, **params: object) -> None:
         super().__init__(message)
@@ -82,10 +83,14 @@ def add_group(
     """Register a group (or update its name, kind and areas)."""
     code = code.strip().lower()
     if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{1,39}", code):
-        raise DomainError(f"group code {code!r}: 2–40 letters, digits, '-' or '_'")
+        raise BroadcastError(
+            "grup.error_code", f"group code {code!r}: 2–40 letters, digits, '-' or '_'", code=code
+        )
     areas = [find_area(session, c) for c in area_codes]
     if not areas:
-        raise DomainError(f"group {code!r} needs at least one area it may address")
+        raise BroadcastError(
+            "grup.error_no_area", f"group {code!r} needs at least one area it may address"
+        )
     group = session.scalar(select(CivicGroup).where(CivicGroup.code == code))
     if group is None:
         group = CivicGroup(code=code)
@@ -105,17 +110,26 @@ def find_area(session: Session, code_or_name: str) -> Area:
         stmt = select(Area).where(Area.level == levels[0], func.lower(Area.name) == rest.lower())
     found = list(session.scalars(stmt))
     if not found:
-        raise NotFound(f"no area {code_or_name!r} (a Kemendagri code or a name)")
+        raise BroadcastError(
+            "grup.error_area_unknown",
+            f"no area {code_or_name!r} (a Kemendagri code or a name)",
+            area=code_or_name,
+        )
     if len(found) > 1:
         choices = ", ".join(f"{a.level.value} {a.name} ({a.code})" for a in found)
-        raise DomainError(f"{code_or_name!r} is ambiguous: {choices}; give the code")
+        raise BroadcastError(
+            "grup.error_area_ambiguous",
+            f"{code_or_name!r} is ambiguous: {choices}; give the code",
+            area=code_or_name,
+            choices=choices,
+        )
     return found[0]
 
 
 def get_group(session: Session, code: str) -> CivicGroup:
     group = session.scalar(select(CivicGroup).where(CivicGroup.code == code.strip().lower()))
     if group is None:
-        raise NotFound(f"no group {code!r}")
+        raise BroadcastError("grup.error_group_unknown", f"no group {code!r}", code=code)
     return group
 
 

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING
 
 from actions import broadcasts
-from actions.domain import DomainError, GroupKind, OfficerRole
+from actions.domain import GroupKind, OfficerRole
 from actions.models import Area, Broadcast, CivicGroup
 from actions.people import get_or_create_resident
 from bot.messages import Button, Outgoing
@@ -306,8 +306,8 @@ class Announcer:
                 return self.add_group(arg)
             if word.lower() == "pengelola":
                 return self.add_manager(arg)
-        except DomainError as exc:
-            return self.say("grup.error", error=str(exc))
+        except broadcasts.BroadcastError as exc:
+            return self.say(exc.key, **exc.params)
         if word:
             return self.say("grup.usage")
         groups = broadcasts.list_groups(self.session)

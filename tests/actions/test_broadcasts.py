@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from actions import broadcasts
-from actions.domain import BroadcastState, DeliveryState, DomainError, GroupKind, NotFound
+from actions.domain import BroadcastState, DeliveryState, GroupKind, NotFound
 from actions.models import Area, BroadcastDelivery, Resident
 from actions.people import get_or_create_resident
 from bot.responses import Responses
@@ -148,10 +148,13 @@ def test_the_link_in_the_text_becomes_the_link_and_areas_by_ambiguous_name_ask_f
         now=NOW,
     )
     assert b.link == "https://pekanbaru.go.id/info?a=1"
-    with pytest.raises(DomainError, match="ambiguous"):  # kecamatan and kelurahan Binawidya
+    with pytest.raises(broadcasts.BroadcastError) as ambiguous:  # kecamatan and kelurahan
         broadcasts.find_area(session, "Binawidya")
-    with pytest.raises(NotFound):
+    assert ambiguous.value.key == "grup.error_area_ambiguous"
+    assert "14.71.08" in ambiguous.value.params["choices"]
+    with pytest.raises(broadcasts.BroadcastError) as unknown:
         broadcasts.find_area(session, "Atlantis")
+    assert unknown.value.key == "grup.error_area_unknown"
 
 
 def test_due_announcements_get_their_recipients_at_once_and_cancel_stops_the_rest(

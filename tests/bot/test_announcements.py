@@ -158,7 +158,11 @@ def test_people_who_manage_no_group_cannot_announce_and_only_admins_register_gro
     added = ani("/grup tambah karang-taruna | Karang Taruna Tampan | komunitas | 14.71.11.1001")
     assert ani.t("id", "grup.added", code="karang-taruna", name="Karang Taruna Tampan") in added
     assert ani.t("id", "grup.usage").splitlines()[0] in ani("/grup tambah kurang | lengkap")
-    assert "ambiguous" in ani("/grup tambah x1 | X | komunitas | Binawidya")
+    ambiguous = ani("/grup tambah x1 | X | komunitas | Binawidya")
+    assert ambiguous.startswith(
+        ani.t("id", "grup.error_area_ambiguous", area="Binawidya", choices="")[:12]
+    )
+    assert "14.71.08" in ambiguous and "ambiguous" not in ambiguous  # in Indonesian
     ani("/grup pengelola karang-taruna siti")
     assert "Karang Taruna Tampan" in ani("/grup")
     assert me.t("id", "umumkan.ask_text", group="Karang Taruna Tampan") in me("/umumkan")
