@@ -538,6 +538,7 @@ def start_due(session: Session, *, now: datetime) -> list[int]:
                 rows,
             )
         )
+        # Counted, not rowcount: psycopg reports -1 for this INSERT … SELECT.
         broadcast.recipients = session.scalar(
             select(func.count()).where(BroadcastDelivery.broadcast_id == broadcast.id)
         )

@@ -48,8 +48,8 @@ def create_app(
     Every Telegram webhook request must carry the secret Telegram was given (constant-time
     compared), every WhatsApp one a valid signature of its body; anything else is refused
     with 403 and never reaches the bot. The Open311 API is always served; without a channel it
-    is served alone. `open311_interval` None: no hand-overs to agencies' systems run in the
-    background (a test drives them).
+    is served alone. Hand-overs to agencies' systems run in the background when the city file
+    gives an agency one; `open311_interval` None: not at all (a test drives them).
     """
     if open311 is None:
         if assistant is None:
@@ -78,7 +78,7 @@ def create_app(
         lifespans.append(_whatsapp_lifespan(whatsapp))
     # -- Open311 (last: it is mounted at the root) --
     routes.append(Mount("/", app=create_api(open311)))
-    if open311_interval is not None:
+    if open311_interval is not None and open311.links:  # some agency has its own system
         lifespans.append(_open311_lifespan(open311, open311_interval))
 
     @asynccontextmanager
