@@ -100,11 +100,11 @@ class Announcer:
         choices = [
             (self.turn.t("umumkan.to_followers", group=group.name), "announce:to:followers")
         ]
-        choices += [(self.area_label(a), f"announce:to:{a.id}") for a in group.areas]
+        choices += [
+            (self.turn.area_name(a.level.value, a.name), f"announce:to:{a.id}")
+            for a in group.areas
+        ]
         return [self.buttons("umumkan.ask_audience", choices)]
-
-    def area_label(self, area: Area) -> str:
-        return self.turn.t(f"ikuti.level.{area.level.value}", name=area.name)
 
     def on_button(self, value: str) -> list[Outgoing]:
         step, _, arg = value.partition(":")
@@ -186,7 +186,7 @@ class Announcer:
         count = broadcasts.count_audience(self.session, group_id=group.id, area_id=d.get("area"))
         area = self.session.get(Area, d["area"]) if d.get("area") else None
         audience = (
-            self.area_label(area)
+            self.turn.area_name(area.level.value, area.name)
             if area
             else self.turn.t("umumkan.to_followers", group=group.name)
         )

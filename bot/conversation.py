@@ -650,6 +650,10 @@ class Turn:
             due=self.date(ticket.first_response_due_at),
         )
 
+    def area_name(self, level: str, name: str) -> str:
+        """An area as residents read it: "Kelurahan Delima", "Kota Pekanbaru"."""
+        return self.t(f"ikuti.level.{level}", name=name)
+
     def date_time(self, when: datetime) -> str:
         local = when.astimezone(self.app.city.config.tz)
         return self.t("date.with_time", date=self.date(when), time=local.strftime("%H:%M"))

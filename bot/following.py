@@ -45,10 +45,10 @@ class Following:
                     select(Area).where(Area.level == level, Area.name == names[0])
                 )
                 if area:
-                    return "area", area.id, self.area_name(area)
+                    return "area", area.id, self.turn.area_name(area.level.value, area.name)
         city = self.city_area()
         if key in {city.name.casefold(), *self.words("ikuti.city_words")}:
-            return "area", city.id, self.area_name(city)
+            return "area", city.id, self.turn.area_name(city.level.value, city.name)
         if group is not None:
             return "group", group.id, group.name
         return None
@@ -59,9 +59,6 @@ class Following:
 
     def city_area(self) -> Area:
         return self.session.scalars(select(Area).where(Area.level == AreaLevel.KOTA)).one()
-
-    def area_name(self, area: Area) -> str:
-        return self.turn.t(f"ikuti.level.{area.level.value}", name=area.name)
 
     # -- follow ---------------------------------------------------------------------------------
 
@@ -107,7 +104,7 @@ class Following:
             return [self.turn.reply("form.expired")]
         if kind == "area":
             area = self.session.get(Area, int(raw))
-            name = self.area_name(area) if area is not None else ""
+            name = self.turn.area_name(area.level.value, area.name) if area is not None else ""
         else:
             group = self.session.get(CivicGroup, int(raw))
             name = group.name if group is not None else ""
@@ -127,7 +124,7 @@ class Following:
             return None
         return self.turn.reply(
             "ikuti.offer",
-            name=self.area_name(area),
+            name=self.turn.area_name(area.level.value, area.name),
             buttons=[
                 [
                     ("ikuti.offer_yes", f"follow:area:{area.id}"),
@@ -144,7 +141,7 @@ class Following:
     def name_of(self, follow: broadcasts.Follow) -> str:
         if follow.level == "group":
             return follow.name
-        return self.turn.t(f"ikuti.level.{follow.level}", name=follow.name)
+        return self.turn.area_name(follow.level, follow.name)
 
     def listing(self) -> list[Outgoing]:
         follows = self.follows()
