@@ -28,6 +28,8 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from actions.domain import (
@@ -596,6 +598,22 @@ def claim(
     return rows
 
 
+def _pace(session: Session, channel: str, now: datetime) -> SendPace:
+    """The channel's send clock, locked for this transaction (created on first use)."""
+    stmt = select(SendPace).where(SendPace.channel == channel)
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        stmt = stmt.with_for_update()
+    pace = session.scalar(stmt)
+    if pace is None:  # two workers may both get here: one insert is a no-op
+        insert_ = {"postgresql": pg_insert, "sqlite": sqlite_insert}[dialect]
+        session.execute(
+            insert_(SendPace).values(channel=channel, next_slot_at=now).on_conflict_do_nothing()
+        )
+        pace = session.scalars(stmt).one()
+    return pace
+
+
 def book_slots(
     session: Session, *, channel: str, count: int, rate: float, now: datetime
 ) -> datetime:
@@ -604,13 +622,7 @@ def book_slots(
     Return the first slot's time; the others follow at 1/rate seconds. The row is locked, so
     workers book one after another and never overlap.
     """
-    stmt = select(SendPace).where(SendPace.channel == channel)
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
-    pace = session.scalar(stmt)
-    if pace is None:
-        pace = SendPace(channel=channel, next_slot_at=now)
-        session.add(pace)
+    pace = _pace(session, channel, now)
     first = max(pace.next_slot_at, now)
     pace.next_slot_at = first + timedelta(seconds=count / rate)
     session.flush()
@@ -619,11 +631,8 @@ def book_slots(
 
 def hold_all(session: Session, *, channel: str, until: datetime) -> None:
     """The platform said "retry after": no worker sends on this channel before `until`."""
-    pace = session.get(SendPace, channel)
-    if pace is None:
-        session.add(SendPace(channel=channel, next_slot_at=until))
-    elif pace.next_slot_at < until:
-        pace.next_slot_at = until
+    pace = _pace(session, channel, until)
+    pace.next_slot_at = max(pace.next_slot_at, until)
     session.flush()
 
 

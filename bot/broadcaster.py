@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 RATE = 29.0  # messages/s overall: Telegram allows about 30
 CHAT_GAP = 1.0  # seconds between two messages to one private chat
 GROUP_GAP = 3.0  # seconds between two messages to one group chat: 20 a minute
+LATE_SLOTS = 10  # behind by more slots than this, a batch stops and books again
 LEASE = timedelta(seconds=15)  # beyond the batch's last slot; renewed while sending
 MAX_ATTEMPTS = 5
 BACKOFF = timedelta(seconds=15)  # 15 s, 30 s, 60 s, 120 s
@@ -137,6 +138,12 @@ class Broadcaster:
             delay = (slot - self.clock()).total_seconds()
             if delay > 0:
                 await asyncio.sleep(delay)
+            elif -delay > LATE_SLOTS / self.rate:
+                # Far behind our slots (a slow send, a busy machine): catching up would crowd
+                # the other workers' slots. Give the rest back and book fresh slots.
+                rest = [c.delivery_id for c in claimed[i:]]
+                await asyncio.to_thread(self._release, rest, self.clock())
+                break
             if self._lease_end - self.clock() < LEASE / 3:  # slow sends: keep the rest ours
                 rest = [c.delivery_id for c in claimed[i:]]
                 await asyncio.to_thread(self._renew, rest)
