@@ -21,27 +21,24 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent]
-sys.path.insert(0, str(ROOT))
 os.environ.setdefault("PTB_TIMEDELTA", "1")
 
-from sqlalchemy import insert, select, text  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
+from scratch import scratch_postgres
+from sqlalchemy import insert, select
 
-from actions import broadcasts, migrate  # noqa: E402
-from actions.city import load_city_file, sync_city  # noqa: E402
-from actions.db import make_engine, make_session_factory  # noqa: E402
-from actions.domain import GroupKind  # noqa: E402
-from actions.models import Area, AreaFollower, Resident, utcnow  # noqa: E402
-from bot.broadcaster import Broadcaster  # noqa: E402
-from bot.channels.telegram import CHANNEL, bot_sender  # noqa: E402
-from bot.responses import Responses  # noqa: E402
+from actions import broadcasts, migrate
+from actions.city import load_city_file, sync_city
+from actions.db import make_engine, make_session_factory
+from actions.domain import GroupKind
+from actions.models import Area, AreaFollower, Resident, utcnow
+from bot.broadcaster import Broadcaster
+from bot.channels.telegram import CHANNEL, bot_sender
+from bot.responses import Responses
 
 TOKEN = "123456789:BENCH-broadcast-token"  # noqa: S105 - the fake server's, not a secret
 
@@ -189,17 +186,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             run("SQLite    ", f"sqlite:///{tmp}/bench.sqlite3", args)
     if args.postgres:
-        admin = make_engine(args.postgres, isolation_level="AUTOCOMMIT")
-        name = f"warga_bench_{uuid.uuid4().hex[:8]}"
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        try:
-            url = make_url(args.postgres).set(database=name).render_as_string(hide_password=False)
+        with scratch_postgres(args.postgres) as url:
             run("PostgreSQL", url, args)
-        finally:
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            admin.dispose()
 
 
 if __name__ == "__main__":

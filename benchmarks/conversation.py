@@ -14,17 +14,12 @@ from __future__ import annotations
 import argparse
 import random
 import statistics
-import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
-# benchmarks/nlu.py sits beside this file: keep the folder off the path so `nlu` is the package.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent]
-
+from scratch import scratch_postgres
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
 import nlu
 from actions import migrate
@@ -146,17 +141,8 @@ def main() -> None:
             faq,
         )
     if args.postgres:
-        admin = make_engine(args.postgres, isolation_level="AUTOCOMMIT")
-        name = f"warga_bench_{uuid.uuid4().hex[:8]}"
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        try:
-            url = make_url(args.postgres).set(database=name).render_as_string(hide_password=False)
+        with scratch_postgres(args.postgres) as url:
             run(url, "PostgreSQL", args.residents, parser, city, responses, faq)
-        finally:
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            admin.dispose()
 
 
 if __name__ == "__main__":

@@ -13,19 +13,14 @@ import argparse
 import asyncio
 import random
 import statistics
-import sys
 import tempfile
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-# benchmarks/nlu.py sits beside this file: keep the folder off the path so `nlu` is the package.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent]
-
 import httpx
-from sqlalchemy import Engine, select, text
-from sqlalchemy.engine import make_url
+from scratch import scratch_postgres
+from sqlalchemy import Engine, select
 
 from actions import migrate
 from actions.city import load_city_file, sync_city
@@ -111,19 +106,10 @@ def main() -> None:
         engine.dispose()
 
     if args.postgres:
-        admin = make_engine(args.postgres, isolation_level="AUTOCOMMIT")
-        name = f"warga_bench_{uuid.uuid4().hex[:8]}"
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        try:
-            engine = make_engine(
-                make_url(args.postgres).set(database=name).render_as_string(hide_password=False)
-            )
+        with scratch_postgres(args.postgres) as url:
+            engine = make_engine(url)
             run(engine, "PostgreSQL", args.tickets)
             engine.dispose()
-        finally:
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 if __name__ == "__main__":

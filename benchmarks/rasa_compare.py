@@ -25,13 +25,9 @@ import sys
 import tempfile
 import time
 import urllib.request
-from pathlib import Path
 
-# benchmarks/nlu.py sits beside this file: keep this folder off the path so `nlu` is the package.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
-from nlu import load  # noqa: E402
-from nlu.evaluate import HEADLINE, SimpleEntity, SimpleResult, evaluate_files  # noqa: E402
+from nlu import load
+from nlu.evaluate import HEADLINE, SimpleEntity, SimpleResult, evaluate_files
 
 CATEGORY_INTENTS = ("lapor", "tanya", "aspirasi")
 KEYS = ("n", *HEADLINE)

@@ -15,12 +15,11 @@ import random
 import statistics
 import tempfile
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from scratch import scratch_postgres
 from sqlalchemy import Engine, insert, select, text
-from sqlalchemy.engine import make_url
 
 from actions import migrate
 from actions.city import load_city_file, sync_city
@@ -148,19 +147,10 @@ def main() -> None:
         engine.dispose()
 
     if args.postgres:
-        admin = make_engine(args.postgres, isolation_level="AUTOCOMMIT")
-        name = f"warga_bench_{uuid.uuid4().hex[:8]}"
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        try:
-            engine = make_engine(
-                make_url(args.postgres).set(database=name).render_as_string(hide_password=False)
-            )
+        with scratch_postgres(args.postgres) as url:
+            engine = make_engine(url)
             run(engine, "PostgreSQL", args.tickets, args.create)
             engine.dispose()
-        finally:
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Speed and memory of the NLU engine: training, loading, parsing (one core), peak RSS.
 
-    python benchmarks/nlu.py [--data data/nlu.yml] [--heldout tests/data/nlu_heldout.yml]
+    python benchmarks/nlu_speed.py [--data data/nlu.yml] [--heldout tests/data/nlu_heldout.yml]
 
 Training is cold (a fresh temporary cache). Parsing runs every held-out message several
 times on one CPU. Peak RSS is reported for the training process and for a fresh process that
@@ -20,8 +20,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# This file is called nlu.py: keep its folder off the path so `nlu` is the package.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent]
 
 
 def _pin_one_core() -> str:
