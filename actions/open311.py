@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import hmac
 import json
 import logging
 import re
@@ -53,6 +52,7 @@ from actions.models import (
     utcnow,
 )
 from actions.people import get_or_create_resident
+from actions.signing import sign
 from actions.tickets import API_CHANNEL, Action, add_reply, create_ticket, transition
 
 log = logging.getLogger(__name__)
@@ -439,16 +439,6 @@ def agency_links(config: CityConfig, environ: Mapping[str, str]) -> dict[str, Ag
             found[key] = SecretStr(value)
         links[ac.code] = AgencyLink(code=ac.code, backend=backend, **found)
     return links
-
-
-def sign(secret: SecretStr, body: bytes) -> str:
-    """Return the signature header value of a body: HMAC-SHA256 of the raw bytes, in hex."""
-    digest = hmac.new(secret.get_secret_value().encode(), body, hashlib.sha256).hexdigest()
-    return f"sha256={digest}"
-
-
-def signature_ok(secret: SecretStr, body: bytes, header: str) -> bool:
-    return hmac.compare_digest(sign(secret, body).encode(), header.strip().encode())
 
 
 class ForwardError(Exception):

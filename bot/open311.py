@@ -48,9 +48,9 @@ from actions.open311 import (
     request_for_token,
     service,
     services,
-    signature_ok,
     submit,
 )
+from actions.signing import signature_ok
 from bot.dispatcher import Dispatcher
 from bot.responses import Responses
 from nlu import redact

@@ -39,6 +39,7 @@ from actions.domain import DeliveryStatus
 from actions.people import last_inbound, note_inbound
 from actions.receipts import record_sent, record_status, send_again
 from actions.settings import Settings
+from actions.signing import signature_ok
 from bot.conversation import Assistant
 from bot.dispatcher import DeliveryError, Dispatcher, deliver_forever
 from bot.messages import Button, Incoming, Outgoing
@@ -117,16 +118,6 @@ class WhatsAppSettings:
 
 
 # -- the webhook's payload --------------------------------------------------------------------
-
-
-def signature_ok(body: bytes, header: str | None, app_secret: str) -> bool:
-    """Check `sha256=<HMAC-SHA256 of the raw body with the app secret>`, in constant time."""
-    if not header or not header.startswith("sha256="):
-        return False
-    expected = hmac.new(app_secret.encode(), body, hashlib.sha256).hexdigest().encode()
-    # Bytes, not str: a header with non-ASCII characters is refused, not a server error.
-    given = header.removeprefix("sha256=").lower().encode("utf-8", "replace")
-    return hmac.compare_digest(given, expected)
 
 
 @dataclass(frozen=True)
@@ -643,8 +634,7 @@ class WhatsAppChannel:
     async def receive(self, request: Request) -> Response:
         """Check the signature on the raw body, answer, then handle what it carries."""
         body = await request.body()
-        secret = self.settings.app_secret.get_secret_value()
-        if not signature_ok(body, request.headers.get(SIGNATURE_HEADER), secret):
+        if not signature_ok(self.settings.app_secret, body, request.headers.get(SIGNATURE_HEADER)):
             log.warning("whatsapp: a webhook call without a valid signature, refused")
             return Response(status_code=403)
         try:
