@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from actions import broadcasts
 from actions.domain import GroupKind, OfficerRole
-from actions.models import Area, Broadcast, CivicGroup
+from actions.models import Area, Broadcast, CivicGroup, GroupManager
 from actions.people import get_or_create_resident
 from bot.messages import Button, Outgoing
 
@@ -75,11 +75,12 @@ class Announcer:
         return self.say("umumkan.ask_text", group=group.name)
 
     def group(self) -> CivicGroup | None:
+        """The draft's group, while the sender still manages it (and it is active)."""
         group = self.session.get(CivicGroup, self.draft.get("group", 0))
-        allowed = group is not None and any(
-            g.id == group.id for g in broadcasts.managed_groups(self.session, self.resident_id)
-        )
-        return group if allowed else None
+        if group is None or not group.active:
+            return None
+        manages = self.session.get(GroupManager, (group.id, self.resident_id))
+        return group if manages is not None else None
 
     def text(self, text: str, photo: str | None) -> list[Outgoing]:
         """The announcement's words (a photo's caption included)."""

@@ -159,9 +159,14 @@ async def bot_sender(
     token: str, responses: Responses, *, api_url: str | None = None
 ) -> AsyncIterator[TelegramSender]:
     """A sender on its own Bot, for delivery workers outside the bot's process."""
-    base = api_url.rstrip("/") if api_url else "https://api.telegram.org"
-    async with Bot(token, base_url=f"{base}/bot", base_file_url=f"{base}/file/bot") as bot:
+    async with Bot(token, **_api_urls(api_url or "https://api.telegram.org")) as bot:
         yield TelegramSender(bot, responses)
+
+
+def _api_urls(api_url: str) -> dict[str, str]:
+    """PTB's base URLs for a Bot API server's root (Telegram's, or a local one)."""
+    base = api_url.rstrip("/")
+    return {"base_url": f"{base}/bot", "base_file_url": f"{base}/file/bot"}
 
 
 def build_application(
@@ -182,8 +187,8 @@ def build_application(
     """
     builder = ApplicationBuilder().token(token)
     if api_url:
-        base = api_url.rstrip("/")
-        builder = builder.base_url(f"{base}/bot").base_file_url(f"{base}/file/bot")
+        urls = _api_urls(api_url)
+        builder = builder.base_url(urls["base_url"]).base_file_url(urls["base_file_url"])
     if request is not None:
         builder = builder.request(request)
     if get_updates_request is not None:
