@@ -9,9 +9,28 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+# PostgreSQL: no call may hang for ever. A server that accepts and never answers fails the
+# connection after `connect_timeout`; a statement waiting on a lock fails after lock_timeout
+# (and is tried again by its caller), any statement after statement_timeout; a peer gone
+# silent is noticed by TCP within about half a minute. Migrations lift the statement limits.
+POSTGRES_CONNECT_ARGS: dict[str, Any] = {
+    "connect_timeout": 10,
+    "options": (
+        "-c statement_timeout=30000 -c lock_timeout=10000 "
+        "-c idle_in_transaction_session_timeout=60000"
+    ),
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 30000,
+}
+POOL = {"pool_size": 10, "max_overflow": 20, "pool_timeout": 10}
+
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
-    """Create an engine; for SQLite, make the file's folder and set it up for concurrent use."""
+    """Create an engine; for SQLite, make the file's folder and set it up for concurrent use;
+    for PostgreSQL, with timeouts on every call (`POSTGRES_CONNECT_ARGS`)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -21,7 +40,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         return engine
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         url = str(parsed.set(drivername="postgresql+psycopg"))  # psycopg 3, not psycopg2
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    connect_args = {**POSTGRES_CONNECT_ARGS, **kwargs.pop("connect_args", {})}
+    options = kwargs if "poolclass" in kwargs else {**POOL, **kwargs}
+    return create_engine(url, pool_pre_ping=True, connect_args=connect_args, **options)
 
 
 def _configure_sqlite(engine: Engine) -> None:

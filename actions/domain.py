@@ -82,6 +82,15 @@ class OutboxState(StrEnum):
     FAILED = "failed"
 
 
+class InboxState(StrEnum):
+    """A stored platform update: waiting to be handled, or given up on (kept for inspection).
+
+    A handled update leaves the inbox in the transaction that handled it."""
+
+    PENDING = "pending"
+    FAILED = "failed"
+
+
 class GroupKind(StrEnum):
     RT_RW = "rt_rw"
     KELURAHAN = "kelurahan"

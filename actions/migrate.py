@@ -8,7 +8,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 _SCRIPTS = Path(__file__).resolve().parent / "migrations"
 
@@ -23,6 +23,7 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the database's schema up to `revision`."""
     cfg = _config()
     with engine.begin() as connection:
+        _no_time_limits(connection)
         cfg.attributes["connection"] = connection
         command.upgrade(cfg, revision)
 
@@ -30,8 +31,17 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 def downgrade(engine: Engine, revision: str) -> None:
     cfg = _config()
     with engine.begin() as connection:
+        _no_time_limits(connection)
         cfg.attributes["connection"] = connection
         command.downgrade(cfg, revision)
+
+
+def _no_time_limits(connection: Connection) -> None:
+    """A migration of a large table may take long: lift the per-statement limits (see
+    actions/db.py) for its transaction only."""
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql("SET LOCAL statement_timeout = 0")
+        connection.exec_driver_sql("SET LOCAL lock_timeout = 0")
 
 
 def revision(engine: Engine, message: str) -> None:
@@ -50,4 +60,9 @@ def head() -> str:
 def current(engine: Engine) -> tuple[str | None, str]:
     """Return the database's revision and the newest one the code knows."""
     with engine.connect() as connection:
-        return MigrationContext.configure(connection).get_current_revision(), head()
+        return current_revision(connection), head()
+
+
+def current_revision(connection: Connection) -> str | None:
+    """The database's schema revision, read on an open connection."""
+    return MigrationContext.configure(connection).get_current_revision()

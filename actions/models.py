@@ -32,6 +32,7 @@ from actions.domain import (
     DomainError,
     EventKind,
     GroupKind,
+    InboxState,
     OfficerRole,
     OutboxState,
     Privacy,
@@ -312,7 +313,12 @@ class Outbox(Base):
     """
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_state_due", "state", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_outbox_state_due", "state", "next_attempt_at"),
+        # One chat's messages go out in order: a row waits while an older one of its
+        # recipient is pending.
+        Index("ix_outbox_resident_state", "resident_id", "state", "id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     audience: Mapped[Audience] = mapped_column(_enum(Audience))
@@ -363,6 +369,47 @@ class ProcessedUpdate(Base):
     channel: Mapped[str] = mapped_column(String(20), primary_key=True)
     update_id: Mapped[str] = mapped_column(String(160), primary_key=True)  # WhatsApp's wamid.…
     processed_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class InboxUpdate(Base):
+    """A platform update as it came, stored before it is acknowledged.
+
+    Workers handle the pending ones, one sender's in order; the transaction that handles an
+    update deletes it, so a crash at any instant loses nothing and handles nothing twice.
+    """
+
+    __tablename__ = "inbox_update"
+    __table_args__ = (
+        UniqueConstraint("channel", "update_id"),
+        Index("ix_inbox_update_queue", "state", "id"),
+        Index("ix_inbox_update_sender", "channel", "sender", "state", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    channel: Mapped[str] = mapped_column(String(20))
+    update_id: Mapped[str] = mapped_column(String(160))
+    # Whose turn it is: one sender's updates are handled one at a time, oldest first.
+    sender: Mapped[str] = mapped_column(String(160))
+    payload: Mapped[str] = mapped_column(Text)  # JSON, cleaned at the edge
+    state: Mapped[InboxState] = mapped_column(_enum(InboxState), default=InboxState.PENDING)
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+
+
+class ChatPace(Base):
+    """When the next message may go to one chat, shared by every process that sends.
+
+    A generic cell rate: a burst of a few messages, then one per interval (Telegram about one
+    a second, WhatsApp about one every six seconds to one person).
+    """
+
+    __tablename__ = "chat_pace"
+
+    resident_id: Mapped[int] = mapped_column(ForeignKey("resident.id"), primary_key=True)
+    ready_at: Mapped[datetime]  # nothing goes to this chat before then
+    tat: Mapped[datetime]  # the theoretical time of the next message at the steady pace
 
 
 class AreaFollower(Base):

@@ -54,8 +54,11 @@ class Broadcaster:
         group_gap: float = GROUP_GAP,
         clock: Callable[[], datetime] = utcnow,
         worker: str | None = None,
+        pace_key: str = "telegram",
     ) -> None:
         self.sessions, self.responses, self.senders = sessions, responses, dict(senders)
+        # The store's send clock: in a bot process the channel's own, shared with its replies.
+        self.pace_key = pace_key
         self.rate, self.chat_gap, self.group_gap = rate, chat_gap, group_gap
         self.clock = clock
         self.worker = worker or uuid.uuid4().hex[:12]
@@ -106,7 +109,7 @@ class Broadcaster:
                 return [], now
             # One clock for all channels of this worker: the slowest limit rules them all.
             first = broadcasts.book_slots(
-                session, channel="broadcast", count=len(claimed), rate=self.rate, now=now
+                session, channel=self.pace_key, count=len(claimed), rate=self.rate, now=now
             )
             # The lease runs from the last booked slot, however far ahead other workers are.
             self._lease_end = first + self._lease_for(len(claimed))
@@ -221,7 +224,7 @@ class Broadcaster:
         until = self.clock() + timedelta(seconds=seconds)
         log.warning("broadcast: told to retry after %.0f s; every worker waits", seconds)
         with self.sessions.begin() as session:
-            broadcasts.hold_all(session, channel="broadcast", until=until)
+            broadcasts.hold_all(session, channel=self.pace_key, until=until)
             broadcasts.release(session, delivery_ids, not_before=until)
 
     def _renew(self, delivery_ids: list[int]) -> None:

@@ -402,6 +402,9 @@ def _chat(runtime: Runtime, *, user_id: str, name: str, channel: str) -> None:
     console.run(sys.stdin, interactive=interactive)
 
 
+STOP_WITHIN = 9.0  # seconds from SIGTERM to exit, whatever hangs (all that matters is stored)
+
+
 @cli.command()
 @pass_app
 def run(app: App) -> None:
@@ -410,17 +413,63 @@ def run(app: App) -> None:
     if app.settings.telegram_bot_token is None:
         _chat(runtime, user_id="warga", name="", channel="console")
         return
-    from bot.channels.telegram import run_polling
-    from bot.open311 import run_backends
+    import asyncio
+
+    from bot.channels.telegram import TelegramChannel
 
     runtime.prepare_database()
-    open311 = runtime.open311
-    run_polling(
+    channel = TelegramChannel(
         runtime.assistant,
         token=app.settings.telegram_bot_token.get_secret_value(),
         api_url=app.settings.telegram_api_url,
-        background_tasks=[lambda: run_backends(open311)] if open311.links else [],
+        polling=True,
     )
+    asyncio.run(_run_polling(runtime, channel))
+
+
+async def _run_polling(runtime: Runtime, channel: Any) -> None:
+    """Poll Telegram and work until SIGINT or SIGTERM, then stop within STOP_WITHIN."""
+    import asyncio
+    import contextlib
+    import signal
+
+    from bot.open311 import run_backends
+    from bot.service import Service
+
+    service = Service(runtime.assistant, [channel])
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await service.start()
+    open311 = runtime.open311
+    backends = asyncio.create_task(run_backends(open311)) if open311.links else None
+    try:
+        await stop.wait()
+    finally:
+        _leave_within(STOP_WITHIN)
+        if backends is not None:
+            backends.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await backends
+        await service.stop()
+
+
+def _leave_within(seconds: float) -> None:
+    """From now on, exit after `seconds` even if something hangs (a database call, a
+    thread): everything acknowledged is in the store, so a hard exit loses nothing."""
+    import logging
+    import os
+    import threading
+
+    def leave() -> None:
+        logging.getLogger(__name__).warning("stopping took over %.0f s: leaving now", seconds)
+        logging.shutdown()
+        os._exit(0)
+
+    timer = threading.Timer(seconds, leave)
+    timer.daemon = True
+    timer.start()
 
 
 @cli.command()
@@ -431,8 +480,15 @@ def run(app: App) -> None:
     envvar="WARGA_PUBLIC_URL",
     help="Public https URL of this server; the Telegram webhook is registered there.",
 )
+@click.option(
+    "--workers",
+    default=8,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Updates handled at once by this process.",
+)
 @pass_app
-def serve(app: App, host: str, port: int, public_url: str | None) -> None:
+def serve(app: App, host: str, port: int, public_url: str | None, workers: int) -> None:
     """Serve the web app: the Open311 API (docs at /docs), and the Telegram and WhatsApp
     webhooks when they are configured; several processes may share one database."""
     import uvicorn
@@ -447,16 +503,37 @@ def serve(app: App, host: str, port: int, public_url: str | None) -> None:
         )
     runtime = _runtime(app)
     runtime.prepare_database()
+    channels: list[Any] = []
+    if token is not None and secret is not None:
+        from bot.channels.telegram import TelegramChannel
+
+        channels.append(
+            TelegramChannel(
+                runtime.assistant,
+                token=token.get_secret_value(),
+                api_url=s.telegram_api_url,
+                secret=secret.get_secret_value(),
+                public_url=public_url,
+            )
+        )
+    if s.whatsapp_enabled:
+        channels.append(_whatsapp(runtime))
     web = create_app(
-        runtime.assistant if token is not None or s.whatsapp_enabled else None,
-        telegram_token=token.get_secret_value() if token is not None else None,
-        telegram_secret=secret.get_secret_value() if secret is not None else None,
-        telegram_api_url=s.telegram_api_url,
-        public_url=public_url,
-        whatsapp=_whatsapp(runtime) if s.whatsapp_enabled else None,
+        runtime.assistant if channels else None,
+        channels=channels,
         open311=runtime.open311,
+        workers=workers,
     )
-    uvicorn.run(web, host=host, port=port, log_level="info")
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            _leave_within(STOP_WITHIN)
+            super().handle_exit(sig, frame)
+
+    config = uvicorn.Config(
+        web, host=host, port=port, log_level="info", timeout_graceful_shutdown=3
+    )
+    Server(config).run()
 
 
 def _whatsapp(runtime: Runtime) -> Any:

@@ -92,6 +92,14 @@ _ASIDE = frozenset(
 )
 
 
+@dataclass(frozen=True)
+class Turned:
+    """What one update did: whom to answer, and the answers."""
+
+    resident_id: int
+    replies: list[Outgoing]
+
+
 @dataclass
 class Assistant:
     """Everything a turn needs, built once at start-up and shared by every turn."""
@@ -106,14 +114,23 @@ class Assistant:
     def handle(self, incoming: Incoming) -> list[Outgoing]:
         """Handle one update in one transaction; a redelivered update gives no reply."""
         with self.sessions.begin() as session:
-            if not record_update(session, channel=incoming.channel, update_id=incoming.update_id):
-                log.info("update %s:%s seen before, dropped", incoming.channel, incoming.update_id)
-                return []
-            sender = _load_sender(session, incoming)
-            turn = Turn(self, session, sender, incoming)
-            replies = turn.run()
-            _save_turn(session, sender, turn)
-            return [replace(r, language=turn.lang) for r in replies]
+            turned = self.turn(session, incoming)
+            return turned.replies if turned is not None else []
+
+    def turn(self, session: Session, incoming: Incoming) -> Turned | None:
+        """Handle one update in the caller's transaction; None when it was handled before."""
+        if not record_update(session, channel=incoming.channel, update_id=incoming.update_id):
+            log.info("update %s:%s seen before, dropped", incoming.channel, incoming.update_id)
+            return None
+        sender = _load_sender(session, incoming)
+        turn = Turn(self, session, sender, incoming)
+        replies = turn.run()
+        _save_turn(session, sender, turn)
+        return Turned(sender.resident_id, [replace(r, language=turn.lang) for r in replies])
+
+    def resident_for(self, session: Session, incoming: Incoming) -> int:
+        """The id of the resident who sent `incoming` (recorded on first contact)."""
+        return _load_sender(session, incoming).resident_id
 
     def sorry(self, incoming: Incoming) -> Outgoing:
         """The reply when handling failed: no blame, try again."""

@@ -1,22 +1,45 @@
-"""Deliver the outbox: each message once, through the recipient's channel, with retries."""
+"""Deliver the outbox: replies and notifications, each once, in order per chat, paced.
+
+Everything the bot says goes through here: the replies of a turn are written to the outbox
+in the turn's transaction (`queue_replies`), beside the notifications that changes queue.
+A dispatcher claims due rows with a lease and sends them through the recipient's channel:
+
+* one chat's messages leave in the order they were written (a row waits while an older one
+  of its recipient is pending), while different chats are served side by side;
+* each channel's overall rate is one clock in the store (`send_pace`, shared with the
+  broadcasts), on which every dispatcher of every process books its send slots, so together
+  they keep to the platform's limit;
+* each chat's own pace (a short burst, then one message per interval) is kept in the store
+  too (`chat_pace`), whichever process sends;
+* "retry after N" holds the channel for N seconds everywhere; a blocked bot ends that chat's
+  messages; other failures are retried with backoff.
+
+A dispatcher that dies mid-send leaves its lease to expire and the row is sent again: the
+platforms have no way to ask whether a message went out, so a hard kill may repeat the few
+messages that were in flight; none is skipped. Stopped gracefully, it gives back what it had
+not sent yet.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 from typing import TYPE_CHECKING, Protocol
 
-from sqlalchemy import or_, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Executable, bindparam, exists, insert, or_, select, update
+from sqlalchemy.orm import Session, aliased, sessionmaker
 
+from actions.broadcasts import book_slots, hold_all
 from actions.domain import Audience, OutboxState
 from actions.inbox import forget_updates
-from actions.models import Agency, Officer, Outbox, Resident, utcnow
+from actions.models import Agency, ChatPace, Officer, Outbox, Resident, utcnow
 from actions.open311 import Forwarder, ForwardError, ForwardJob, ForwardResult
 from actions.sla import run_sla_check
 from bot.messages import Button, Notice, Outgoing
@@ -27,11 +50,38 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-LEASE = timedelta(minutes=2)
+LEASE = timedelta(seconds=30)  # beyond a row's send slot
 MAX_ATTEMPTS = 8
 BACKOFF_BASE = timedelta(seconds=10)  # 10 s, 20 s, 40 s … capped at an hour
 SLA_EVERY = 300.0  # seconds between runs of the SLA clock
 HOUSEKEEPING_EVERY = 3600.0  # seconds between clean-ups of processed update ids
+REPLY = "reply"  # the outbox template of a turn's replies: the message itself, rendered
+BATCH = 8  # rows claimed at once: about a quarter of a second at Telegram's rate
+IN_FLIGHT = 16  # sends under way at once (the platforms answer in tens of milliseconds)
+
+
+@dataclass(frozen=True)
+class Pace:
+    """A channel's limits: `rate` messages/s overall, shared by every process through the
+    store's clock `key`; to one chat a burst of `chat_burst`, then one every `chat_interval`
+    seconds."""
+
+    key: str
+    rate: float
+    chat_interval: float
+    chat_burst: int = 2
+
+    @property
+    def tolerance(self) -> timedelta:
+        return timedelta(seconds=(self.chat_burst - 1) * self.chat_interval)
+
+
+# Telegram: about 30 messages/s overall and one a second to one chat, short bursts tolerated.
+# The burst is kept below what Telegram tolerates, so that jitter in the network never adds
+# up to a refusal.
+TELEGRAM_PACE = Pace("telegram", rate=29.0, chat_interval=1.0, chat_burst=2)
+# WhatsApp: 80 messages/s per business number; about one message every 6 s to one person.
+WHATSAPP_PACE = Pace("whatsapp", rate=78.0, chat_interval=6.0, chat_burst=3)
 
 
 class DeliveryError(Exception):
@@ -65,6 +115,59 @@ class Delivery:
     chat_id: str
     message: Outgoing | None
     job: ForwardJob | None = None  # a ticket for an agency's own system, not a chat message
+    slot: datetime | None = None  # not before then (real time): its place on the channel clock
+
+
+def queue_replies(
+    session: Session, *, resident_id: int, replies: Sequence[Outgoing], now: datetime
+) -> None:
+    """Write a turn's replies to the outbox, in its transaction: they leave after it commits."""
+    if replies:
+        session.execute(
+            insert(Outbox),
+            [
+                {
+                    "audience": Audience.RESIDENT,
+                    "resident_id": resident_id,
+                    "template": REPLY,
+                    "params": reply.to_json(),
+                    "state": OutboxState.PENDING,
+                    "attempts": 0,
+                    "last_error": "",
+                    "next_attempt_at": now,
+                    "created_at": now,
+                }
+                for reply in replies
+            ],
+        )
+
+
+@cache
+def _heads() -> Executable:
+    """Due chat messages that are the next of their recipient, whose chat is ready, oldest
+    first (built once: every sweep runs it)."""
+    earlier = aliased(Outbox)
+    first_of_chat = ~exists().where(
+        earlier.resident_id == Outbox.resident_id,
+        earlier.state == OutboxState.PENDING,
+        earlier.id < Outbox.id,
+    )
+    now = bindparam("now")
+    return (
+        select(Outbox, Resident, ChatPace.tat)
+        .join(Resident, Resident.id == Outbox.resident_id)
+        .outerjoin(ChatPace, ChatPace.resident_id == Outbox.resident_id)
+        .where(
+            Outbox.state == OutboxState.PENDING,
+            Outbox.next_attempt_at <= now,
+            or_(Outbox.claimed_until.is_(None), Outbox.claimed_until < now),
+            Resident.channel.in_(bindparam("channels", expanding=True)),
+            or_(ChatPace.ready_at.is_(None), ChatPace.ready_at <= bindparam("wall")),
+            first_of_chat,
+        )
+        .order_by(Outbox.id)
+        .limit(bindparam("limit"))
+    )
 
 
 class Dispatcher:
@@ -73,6 +176,7 @@ class Dispatcher:
     The lease (claimed_by, claimed_until) means two dispatchers never send one row at the
     same time; a dispatcher that dies mid-send leaves a lease that expires, and the row is
     sent by the next one. On PostgreSQL rows are claimed with FOR UPDATE SKIP LOCKED.
+    `paces` gives the channels whose limits are kept (none: send as fast as claimed).
     """
 
     def __init__(
@@ -85,6 +189,8 @@ class Dispatcher:
         worker: str | None = None,
         only_chats: frozenset[str] | None = None,
         forwarder: Forwarder | None = None,
+        paces: Mapping[str, Pace] | None = None,
+        in_flight: int = IN_FLIGHT,
     ) -> None:
         self.sessions = sessions
         self.responses = responses
@@ -93,42 +199,85 @@ class Dispatcher:
         self.worker = worker or uuid.uuid4().hex[:12]
         self.only_chats = only_chats  # the terminal chat delivers only to its own user
         self.forwarder = forwarder  # hands tickets to agencies' systems (Audience.EXTERNAL)
+        self.paces = dict(paces or {})
+        # Limits are kept in real time, whatever `clock` says (tests move that one by hand).
+        self.wall: Callable[[], datetime] = utcnow
+        self.wake = asyncio.Event()  # set when replies were queued: deliver them now
+        self.stopping = False
+        self.heartbeat = time.monotonic()
+        self._slots = asyncio.Semaphore(in_flight)
+        self._in_flight = in_flight
+        self._tasks: set[asyncio.Task[bool]] = set()
+        self._held: dict[str, datetime] = {}  # channel -> no send before (a "retry after")
+
+    # -- claiming ------------------------------------------------------------------------------
 
     def claim(self, limit: int = 50) -> list[Delivery]:
-        """Lease up to `limit` due rows for this worker and render them."""
+        """Lease up to `limit` due rows for this worker, book their slots and render them."""
         now = self.clock()
         with self.sessions.begin() as session:
             self._expand_agency_rows(session, now)
-            stmt = (
-                select(Outbox, Resident)
-                .join(Resident, Resident.id == Outbox.resident_id)
-                .where(
-                    Outbox.state == OutboxState.PENDING,
-                    Outbox.next_attempt_at <= now,
-                    or_(Outbox.claimed_until.is_(None), Outbox.claimed_until < now),
-                    Resident.channel.in_(list(self.senders)),
-                )
-                .order_by(Outbox.id)
-                .limit(limit)
-            )
-            if self.only_chats is not None:
-                stmt = stmt.where(Resident.platform_user_id.in_(self.only_chats))
-            if session.get_bind().dialect.name == "postgresql":
-                stmt = stmt.with_for_update(skip_locked=True, of=Outbox)
-            deliveries = []
-            for row, resident in session.execute(stmt).all():
-                row.claimed_by, row.claimed_until = self.worker, now + LEASE
-                deliveries.append(
-                    Delivery(
-                        row.id,
-                        resident.channel,
-                        resident.platform_user_id,
-                        self.render(row, resident.language),
-                    )
-                )
+            deliveries = self._claim_chats(session, now, limit) if self.senders else []
             if self.forwarder is not None:
                 deliveries += self._claim_external(session, self.forwarder, now, limit)
             return deliveries
+
+    def _claim_chats(self, session: Session, now: datetime, limit: int) -> list[Delivery]:
+        stmt = _heads()
+        if self.only_chats is not None:
+            stmt = stmt.where(Resident.platform_user_id.in_(self.only_chats))
+        if session.get_bind().dialect.name == "postgresql":
+            stmt = stmt.with_for_update(skip_locked=True, of=Outbox)
+        wall = self.wall()
+        params = {"now": now, "wall": wall, "channels": list(self.senders), "limit": limit}
+        rows = session.execute(stmt, params).all()
+        slots = self._book(session, [resident.channel for _, resident, _ in rows], wall)
+        deliveries = []
+        for (row, resident, tat), slot in zip(rows, slots, strict=True):
+            pace = self.paces.get(resident.channel)
+            if pace is not None:
+                self._pace_chat(session, resident.id, pace, slot, tat)
+            row.claimed_by, row.claimed_until = self.worker, now + (slot - wall) + LEASE
+            deliveries.append(
+                Delivery(
+                    row.id,
+                    resident.channel,
+                    resident.platform_user_id,
+                    self.render(row, resident.language),
+                    slot=slot,
+                )
+            )
+        return deliveries
+
+    def _book(self, session: Session, channels: list[str], now: datetime) -> list[datetime]:
+        """A slot for each row on its channel's shared clock (now, for channels not paced)."""
+        slots = [now] * len(channels)
+        for channel in set(channels):
+            pace = self.paces.get(channel)
+            if pace is None:
+                continue
+            indices = [i for i, c in enumerate(channels) if c == channel]
+            first = book_slots(
+                session, channel=pace.key, count=len(indices), rate=pace.rate, now=now
+            )
+            for n, i in enumerate(indices):
+                slots[i] = first + timedelta(seconds=n / pace.rate)
+        return slots
+
+    @staticmethod
+    def _pace_chat(
+        session: Session, resident_id: int, pace: Pace, slot: datetime, tat: datetime | None
+    ) -> None:
+        """Move the chat's own clock on by one message sent at `slot` (a generic cell rate:
+        the next may go once `tat - tolerance` has come)."""
+        interval = timedelta(seconds=pace.chat_interval)
+        tat = max(tat or slot, slot) + interval
+        values = {"tat": tat, "ready_at": tat - pace.tolerance}
+        changed = session.execute(
+            update(ChatPace).where(ChatPace.resident_id == resident_id).values(**values)
+        )
+        if not changed.rowcount:  # its first message: only this dispatcher has its head
+            session.execute(insert(ChatPace).values(resident_id=resident_id, **values))
 
     def _claim_external(
         self, session: Session, forwarder: Forwarder, now: datetime, limit: int
@@ -194,8 +343,11 @@ class Dispatcher:
     def render(self, row: Outbox, language: str) -> Outgoing:
         """Render a row in the recipient's language: its text and its buttons, if any.
 
-        `params["buttons"]` holds rows of [response key of the label, payload].
+        A turn's reply is kept rendered; a notification holds a template and its parameters,
+        `params["buttons"]` rows of [response key of the label, payload].
         """
+        if row.template == REPLY:
+            return Outgoing.from_json(row.params)
         params = dict(row.params)
         rows = params.pop("buttons", [])
         notice = Notice(row.id, row.template, dict(params))
@@ -210,11 +362,62 @@ class Dispatcher:
         )
         return Outgoing(text, buttons=buttons, language=language, notice=notice)
 
+    # -- sending -------------------------------------------------------------------------------
+
     async def run_once(self, limit: int = 50) -> int:
-        """Send what is due; return how many were sent."""
-        sent = 0
-        # The store is synchronous: keep its calls off the event loop.
-        for delivery in await asyncio.to_thread(self.claim, limit):
+        """Send what is due now (at its slot), and wait for it; return how many were sent."""
+        deliveries = await asyncio.to_thread(self.claim, limit)
+        results = await asyncio.gather(*(self._deliver(d) for d in deliveries))
+        return sum(results)
+
+    async def run(self, *, idle: float = 1.0, batch: int = BATCH) -> None:
+        """Deliver until `stopping`: claim a batch, send each row at its slot while the next
+        batch is claimed; wait for `wake` (or `idle` seconds) when nothing is due."""
+        try:
+            while not self.stopping:
+                self.heartbeat = time.monotonic()
+                room = self._in_flight - len(self._tasks)
+                if room <= 0:
+                    await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
+                    continue
+                self.wake.clear()
+                deliveries = await asyncio.to_thread(self.claim, min(batch, room))
+                for delivery in deliveries:
+                    task = asyncio.create_task(self._deliver(delivery))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+                if deliveries:
+                    # Claim the next batch shortly before this one's last slot comes.
+                    last = max(d.slot or self.wall() for d in deliveries)
+                    ahead = (last - self.wall()).total_seconds() - 0.05
+                    if ahead > 0:
+                        await asyncio.sleep(ahead)
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), timeout=idle)
+        finally:
+            await self.stop()
+
+    async def stop(self) -> None:
+        """Stop sending: what waits for its slot is given back at once, for any dispatcher."""
+        self.stopping = True
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _deliver(self, delivery: Delivery) -> bool:
+        try:
+            await self._wait_for_slot(delivery)
+        except asyncio.CancelledError:
+            await asyncio.to_thread(self.release, [delivery.outbox_id])
+            raise
+        async with self._slots:
+            held = self._held.get(delivery.channel)
+            if held is not None and held > self.wall():  # the platform said wait
+                later = self.clock() + (held - self.wall())
+                await asyncio.to_thread(self.release, [delivery.outbox_id], later)
+                return False
             result = None
             try:
                 if delivery.job is not None and self.forwarder is not None:
@@ -223,14 +426,20 @@ class Dispatcher:
                     await self.senders[delivery.channel].send(delivery.chat_id, delivery.message)
             except (DeliveryError, ForwardError) as exc:
                 await asyncio.to_thread(self.failed, delivery, exc)
-                continue
+                return False
             except Exception as exc:  # noqa: BLE001 - a sender's bug must not stop delivery
                 log.exception("outbox %s: sender crashed", delivery.outbox_id)
                 await asyncio.to_thread(self.failed, delivery, DeliveryError(repr(exc)))
-                continue
+                return False
             await asyncio.to_thread(self.done, delivery, result)
-            sent += 1
-        return sent
+            self.wake.set()  # the chat's next message may go now
+            return True
+
+    async def _wait_for_slot(self, delivery: Delivery) -> None:
+        if delivery.slot is not None:
+            delay = (delivery.slot - self.wall()).total_seconds()
+            if delay > 0:
+                await asyncio.sleep(delay)
 
     def done(self, delivery: Delivery, result: ForwardResult | None = None) -> None:
         now = self.clock()
@@ -240,13 +449,30 @@ class Dispatcher:
             if delivery.job is not None and result is not None and self.forwarder is not None:
                 self.forwarder.record(session, delivery.job, result, now)
 
+    def release(self, outbox_ids: Sequence[int], not_before: datetime | None = None) -> None:
+        """Give claimed rows back unsent (to be sent from `not_before` on)."""
+        values: dict[str, object] = {"claimed_until": None}
+        if not_before is not None:
+            values["next_attempt_at"] = not_before
+        with self.sessions.begin() as session:
+            session.execute(update(Outbox).where(Outbox.id.in_(outbox_ids)).values(**values))
+
     def failed(self, delivery: Delivery, exc: DeliveryError | ForwardError) -> None:
         now = self.clock()
+        pace = self.paces.get(delivery.channel)
         with self.sessions.begin() as session:
             row = session.get_one(Outbox, delivery.outbox_id)
-            row.attempts += 1
-            row.last_error = str(exc)[:500]
             row.claimed_until = None
+            row.last_error = str(exc)[:500]
+            if isinstance(exc, DeliveryError) and exc.retry_after and pace is not None:
+                # Flow control, not a failure of this message: every dispatcher holds.
+                wait = timedelta(seconds=exc.retry_after)
+                self._held[delivery.channel] = self.wall() + wait
+                hold_all(session, channel=pace.key, until=self.wall() + wait)
+                row.next_attempt_at = now + wait
+                log.warning("%s: told to retry after %.0f s", delivery.channel, exc.retry_after)
+                return
+            row.attempts += 1
             if isinstance(exc, DeliveryError) and exc.blocked and row.resident_id is not None:
                 session.get_one(Resident, row.resident_id).blocked_at = now
             if exc.permanent or row.attempts >= MAX_ATTEMPTS:
@@ -260,13 +486,11 @@ class Dispatcher:
             row.next_attempt_at = now + wait
 
 
-async def deliver_forever(assistant: Assistant, dispatcher: Dispatcher, interval: float) -> None:
-    """Deliver the outbox; every few minutes run the SLA clock, every hour forget old updates."""
-    last: dict[str, float] = {"sla": 0.0, "updates": 0.0}
+async def housekeeping_forever(assistant: Assistant) -> None:
+    """Every few minutes run the SLA clock, every hour forget old update ids."""
+    last = {"sla": 0.0, "updates": 0.0}
     while True:
-        sent = 0
         try:
-            sent = await dispatcher.run_once()
             now = time.monotonic()
             if now - last["sla"] > SLA_EVERY:
                 last["sla"] = now
@@ -274,10 +498,9 @@ async def deliver_forever(assistant: Assistant, dispatcher: Dispatcher, interval
             if now - last["updates"] > HOUSEKEEPING_EVERY:
                 last["updates"] = now
                 await asyncio.to_thread(_forget_old_updates, assistant)
-        except Exception:  # noqa: BLE001 - keep delivering; the log has the details
-            log.exception("background sweep failed")
-        if not sent:
-            await asyncio.sleep(interval)
+        except Exception:  # noqa: BLE001 - keep going; the log has the details
+            log.exception("housekeeping failed")
+        await asyncio.sleep(30)
 
 
 def run_sla(assistant: Assistant) -> None:

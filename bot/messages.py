@@ -56,3 +56,48 @@ class Outgoing:
     @property
     def flat_buttons(self) -> list[Button]:
         return [b for row in self.buttons for b in row]
+
+    def to_json(self) -> dict[str, Any]:
+        """What the outbox keeps of a reply (its notice apart: that is the row itself)."""
+        return {
+            "text": self.text,
+            "buttons": [[[b.label, b.payload, b.url] for b in row] for row in self.buttons],
+            "title": self.title,
+            "request_location": self.request_location,
+            "location": list(self.location) if self.location is not None else None,
+            "photos": list(self.photos),
+            "language": self.language,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Outgoing:
+        location = data.get("location")
+        return cls(
+            text=data.get("text", ""),
+            buttons=tuple(
+                tuple(Button(label, payload, url) for label, payload, url in row)
+                for row in data.get("buttons", ())
+            ),
+            title=data.get("title", ""),
+            request_location=bool(data.get("request_location")),
+            location=(float(location[0]), float(location[1])) if location else None,
+            photos=tuple(data.get("photos", ())),
+            language=data.get("language", "id"),
+        )
+
+
+def split_text(text: str, limit: int) -> list[str]:
+    """Cut a text into pieces of at most `limit` characters, at a paragraph, line or word end
+    where there is one in the second half of the piece; never an empty list."""
+    pieces: list[str] = []
+    while len(text) > limit:
+        cut = -1
+        for sep in ("\n\n", "\n", " "):
+            cut = text.rfind(sep, limit // 2, limit)
+            if cut > 0:
+                break
+        if cut <= 0:
+            cut = limit
+        pieces.append(text[:cut].rstrip())
+        text = text[cut:].lstrip()
+    return [*pieces, text] if text or not pieces else pieces

@@ -1,31 +1,27 @@
-"""The web app (`warga serve`): the Telegram and WhatsApp webhooks and the Open311 API."""
+"""The web app (`warga serve`): the Telegram and WhatsApp webhooks, the Open311 API, and the
+health checks.
+
+`/healthz` answers while the process lives (liveness); `/readyz` answers 200 only when the
+database answers at the schema this code knows, every worker runs and stored updates are not
+left waiting (readiness), else 503, with the details in both cases.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
-import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
-from bot.channels.telegram import build_application
 from bot.conversation import Assistant
 from bot.open311 import SWEEP_INTERVAL, Open311Context, create_api, run_backends
-
-if TYPE_CHECKING:
-    from bot.channels.whatsapp import WhatsAppChannel
-
-log = logging.getLogger(__name__)
-
-TELEGRAM_PATH = "/telegram/webhook"
-SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 - a header name
+from bot.service import Channel, Service
 
 Lifespan = Callable[[], AbstractAsyncContextManager[None]]
 
@@ -33,23 +29,17 @@ Lifespan = Callable[[], AbstractAsyncContextManager[None]]
 def create_app(
     assistant: Assistant | None,
     *,
-    telegram_token: str | None = None,
-    telegram_secret: str | None = None,
-    telegram_api_url: str | None = None,
-    public_url: str | None = None,
-    whatsapp: WhatsAppChannel | None = None,
+    channels: Sequence[Channel] = (),
     open311: Open311Context | None = None,
     open311_interval: float | None = SWEEP_INTERVAL,
-    **telegram_options: Any,
+    **service_options: Any,
 ) -> Starlette:
-    """Build the ASGI app for the channels given; with `public_url`, the Telegram webhook is
-    registered with Telegram at start.
+    """Build the ASGI app for the channels given (their webhooks, and the service that
+    handles what they store and sends what is answered).
 
-    Every Telegram webhook request must carry the secret Telegram was given (constant-time
-    compared), every WhatsApp one a valid signature of its body; anything else is refused
-    with 403 and never reaches the bot. The Open311 API is always served; without a channel it
-    is served alone. Hand-overs to agencies' systems run in the background when the city file
-    gives an agency one; `open311_interval` None: not at all (a test drives them).
+    The Open311 API is always served; without a channel it is served alone. Hand-overs to
+    agencies' systems run in the background when the city file gives an agency one;
+    `open311_interval` None: not at all (a test drives them).
     """
     if open311 is None:
         if assistant is None:
@@ -57,27 +47,30 @@ def create_app(
         open311 = Open311Context(
             assistant.sessions, assistant.city, assistant.responses, clock=assistant.clock
         )
-    routes: list[Any] = [Route("/healthz", health, methods=["GET"])]
-    lifespans: list[Lifespan] = []
-    if telegram_token:
-        if assistant is None or not telegram_secret:
-            raise ValueError("TELEGRAM_WEBHOOK_SECRET must be set to serve the Telegram webhook")
-        route, lifespan = _telegram(
-            assistant,
-            token=telegram_token,
-            secret=telegram_secret,
-            api_url=telegram_api_url,
-            public_url=public_url,
-            **telegram_options,
+    service = Service(assistant, channels, **service_options) if assistant is not None else None
+
+    async def healthz(_request: Request) -> Response:
+        return JSONResponse({"status": "alive"})
+
+    async def readyz(_request: Request) -> Response:
+        if service is None:
+            return JSONResponse({"status": "ready"})
+        ready, checks = await service.readiness()
+        return JSONResponse(
+            {"status": "ready" if ready else "not ready", **checks},
+            status_code=200 if ready else 503,
         )
-        routes.append(route)
-        lifespans.append(lifespan)
-    # -- WhatsApp --
-    if whatsapp is not None:
-        routes += whatsapp.routes()
-        lifespans.append(_whatsapp_lifespan(whatsapp))
-    # -- Open311 (last: it is mounted at the root) --
-    routes.append(Mount("/", app=create_api(open311)))
+
+    routes: list[Any] = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+    ]
+    for channel in channels:
+        routes += channel.routes()
+    routes.append(Mount("/", app=create_api(open311)))  # last: it is mounted at the root
+    lifespans: list[Lifespan] = []
+    if service is not None:
+        lifespans.append(_service_lifespan(service))
     if open311_interval is not None and open311.links:  # some agency has its own system
         lifespans.append(_open311_lifespan(open311, open311_interval))
 
@@ -88,77 +81,19 @@ def create_app(
                 await stack.enter_async_context(each())
             yield
 
-    return Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.service = service
+    return app
 
 
-async def health(_request: Request) -> Response:
-    return JSONResponse({"status": "ok"})
-
-
-def _telegram(
-    assistant: Assistant,
-    *,
-    token: str,
-    secret: str,
-    api_url: str | None,
-    public_url: str | None,
-    **options: Any,
-) -> tuple[Route, Lifespan]:
-    tg = build_application(
-        assistant,
-        token=token,
-        api_url=api_url,
-        customize=lambda builder: builder.updater(None),
-        **options,
-    )
-
+def _service_lifespan(service: Service) -> Lifespan:
     @asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
-        from telegram import Update
-
-        await tg.initialize()
-        if tg.post_init is not None:
-            await tg.post_init(tg)
-        await tg.start()
-        if public_url:
-            await tg.bot.set_webhook(
-                url=public_url.rstrip("/") + TELEGRAM_PATH,
-                secret_token=secret,
-                allowed_updates=Update.ALL_TYPES,
-            )
+        await service.start()
         try:
             yield
         finally:
-            await tg.stop()
-            if tg.post_shutdown is not None:
-                await tg.post_shutdown(tg)
-            await tg.shutdown()
-
-    async def telegram_webhook(request: Request) -> Response:
-        from telegram import Update
-
-        given = request.headers.get(SECRET_HEADER, "")
-        if not hmac.compare_digest(given.encode(), secret.encode()):
-            return Response(status_code=403)
-        try:
-            data = await request.json()
-            update = Update.de_json(data, tg.bot)
-        except (ValueError, TypeError, KeyError):
-            return JSONResponse({"error": "not a Telegram update"}, status_code=400)
-        await tg.update_queue.put(update)
-        return Response(status_code=200)
-
-    return Route(TELEGRAM_PATH, telegram_webhook, methods=["POST"]), lifespan
-
-
-def _whatsapp_lifespan(whatsapp: WhatsAppChannel) -> Lifespan:
-    @asynccontextmanager
-    async def lifespan() -> AsyncIterator[None]:
-        await whatsapp.start()
-        try:
-            yield
-        finally:
-            await whatsapp.stop()
+            await service.stop()
 
     return lifespan
 

@@ -14,6 +14,7 @@ import re
 import uuid
 from typing import TextIO
 
+from actions.text import NAME_LIMIT, clean
 from bot.broadcaster import Broadcaster
 from bot.conversation import Assistant
 from bot.dispatcher import Dispatcher
@@ -21,6 +22,7 @@ from bot.messages import Button, Incoming, Outgoing
 
 log = logging.getLogger(__name__)
 CHANNEL = "console"
+TEXT_LIMIT = 4096  # as Telegram's: what a terminal user types is cut like a chat message
 _LOCATION = re.compile(r"^/lokasi\s+(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*$", re.I)
 _PHOTO = re.compile(r"^/foto(?:\s+(\S+))?\s*(.*)$", re.I)
 
@@ -64,6 +66,7 @@ class ConsoleChat:
             chat_gap=0,
             group_gap=0,
             clock=assistant.clock,
+            pace_key=CHANNEL,
         )
         self.user_id, self.display_name, self.out, self.channel = (
             user_id,
@@ -82,9 +85,9 @@ class ConsoleChat:
             "channel": self.channel,
             "user_id": self.user_id,
             "update_id": f"{self.session_id}-{self.count}",
-            "display_name": self.display_name,
+            "display_name": clean(self.display_name, NAME_LIMIT),
         }
-        text = line.strip()
+        text = clean(line.strip(), TEXT_LIMIT)
         if text.isdigit() and 1 <= int(text) <= len(self.buttons):
             return Incoming(**base, payload=self.buttons[int(text) - 1].payload)
         for button in self.buttons:
@@ -135,7 +138,8 @@ class ConsoleChat:
         return replies
 
     async def _deliver(self) -> None:
-        await self.dispatcher.run_once()
+        while await self.dispatcher.run_once():  # one message per chat at a time, in order
+            pass
         await self.broadcaster.run_once()
 
     def run(self, lines: TextIO, *, interactive: bool) -> None:

@@ -1,27 +1,28 @@
 """WhatsApp Cloud API: the webhook in, replies and notifications out through the Graph API.
 
 The only module that knows WhatsApp's JSON. The webhook checks `X-Hub-Signature-256` on the
-raw body before anything else, answers at once and handles the messages after the answer
-(one resident's messages one at a time, in order); each becomes an `Incoming` for the same
-conversation as Telegram's. Everything goes out through one shared httpx client, paced for
-WhatsApp's limits (80 messages/s per business number, about one every 6 s to one person),
-with retries on server errors and rate limits. More than 24 hours after a resident's last
-message WhatsApp takes only approved templates: an outbox message then goes out as the
-template the city file names for it, never as free text.
+raw body before anything else, then the payload's shape; it stores each message and delivery
+status in the inbox and only then answers 200. Inbox workers handle them (one resident's
+messages one at a time, in order); each message becomes an `Incoming` for the same
+conversation as Telegram's, and the replies go out through the outbox. Everything goes out
+through one shared httpx client, paced for WhatsApp's limits (80 messages/s per business
+number, about one every 6 s to one person; the dispatcher keeps both across processes), with
+retries on server errors and rate limits. More than 24 hours after a resident's last message
+WhatsApp takes only approved templates: an outbox message then goes out as the template the
+city file names for it, never as free text.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import dataclasses
 import hashlib
 import hmac
-import json
 import logging
 import mimetypes
 import re
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,27 +30,33 @@ from typing import Any
 import httpx
 from aiolimiter import AsyncLimiter
 from pydantic import SecretStr
-from starlette.background import BackgroundTask
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+from actions import inbox
 from actions.city import WhatsAppTemplates
 from actions.domain import DeliveryStatus
+from actions.inbox import NewUpdate, StoredUpdate
+from actions.models import utcnow
 from actions.people import last_inbound, note_inbound
 from actions.receipts import record_sent, record_status, send_again
 from actions.settings import Settings
 from actions.signing import signature_ok
+from actions.text import NAME_LIMIT, clean
 from bot.conversation import Assistant
-from bot.dispatcher import DeliveryError, Dispatcher, deliver_forever
-from bot.messages import Button, Incoming, Outgoing
+from bot.dispatcher import WHATSAPP_PACE, DeliveryError, queue_replies
+from bot.edge import Refused, parse_json, read_body, refusal_logged
+from bot.inbox import Handled
+from bot.messages import Button, Incoming, Outgoing, split_text
 
 log = logging.getLogger(__name__)
 
 CHANNEL = "whatsapp"
 PATH = "/whatsapp/webhook"
 SIGNATURE_HEADER = "X-Hub-Signature-256"
-DISPATCH_INTERVAL = 1.0  # seconds between outbox sweeps
 
 # Free-form messages only within 24 hours of the resident's last message; keep clear of the
 # edge (queueing, clock skew): a message that may arrive late goes out as a template.
@@ -79,6 +86,9 @@ ROW_TITLE = 24
 ROW_DESCRIPTION = 72
 INTERACTIVE_BODY = 1024
 TEXT_BODY = 4096
+CAPTION = 1024
+# Timestamps WhatsApp could send: from the epoch to well past this century.
+LATEST_TIMESTAMP = 2**33
 
 
 @dataclass(frozen=True)
@@ -186,18 +196,26 @@ def parse_webhook(
                 title = errors[0].get("title") or errors[0].get("message") or ""
                 statuses.append(
                     StatusReport(
-                        message_id=raw["id"],
+                        message_id=_str(raw["id"], 160),
                         status=status,
                         at=_time(raw.get("timestamp")),
-                        error=" ".join(str(part) for part in (code, title) if part),
-                        error_code=code,
+                        error=clean(" ".join(str(p) for p in (code, title) if p), 500),
+                        error_code=code if isinstance(code, int) else None,
                     )
                 )
     return messages, statuses
 
 
 def _time(stamp: Any) -> datetime:
-    return datetime.fromtimestamp(int(stamp), UTC) if stamp else datetime.now(UTC)
+    """A webhook's Unix time (a string of digits, as WhatsApp sends it, or a number)."""
+    if not stamp:
+        return datetime.now(UTC)
+    if isinstance(stamp, bool) or not isinstance(stamp, str | int):
+        raise ValueError(f"a timestamp of type {type(stamp).__name__}")
+    seconds = int(stamp)
+    if not 0 <= seconds < LATEST_TIMESTAMP:
+        raise ValueError(f"a timestamp out of range: {seconds}")
+    return datetime.fromtimestamp(seconds, UTC)
 
 
 def _message(
@@ -216,31 +234,53 @@ def _message(
         contacts[0] if len(contacts) == 1 else {},
     )
     base: dict[str, Any] = {
-        "message_id": raw["id"],
-        "wa_id": sender_phone or contact.get("wa_id") or None,
-        "user_id": contact.get("user_id") or sender_id or None,
-        "name": (contact.get("profile") or {}).get("name") or "",
+        "message_id": _str(raw["id"], 160),
+        "wa_id": _id(sender_phone or contact.get("wa_id")),
+        "user_id": _id(contact.get("user_id") or sender_id),
+        "name": clean(str((contact.get("profile") or {}).get("name") or ""), NAME_LIMIT),
         "at": _time(raw.get("timestamp")),
     }
     if not (base["wa_id"] or base["user_id"]):
         return None
     kind = raw.get("type")
     if kind == "text":
-        return InboundMessage(**base, text=raw["text"].get("body", ""))
+        return InboundMessage(**base, text=_str(raw["text"].get("body", ""), TEXT_BODY))
     if kind == "interactive":
         reply = raw["interactive"].get(raw["interactive"].get("type", ""), {})
-        return InboundMessage(**base, payload=reply["id"]) if reply.get("id") else None
+        return InboundMessage(**base, payload=_str(reply["id"], 256)) if reply.get("id") else None
     if kind == "button":  # a quick-reply button of a template
-        return InboundMessage(**base, payload=raw["button"].get("payload", ""))
+        return InboundMessage(**base, payload=_str(raw["button"].get("payload", ""), 256))
     if kind == "location":
         place = raw["location"]
-        return InboundMessage(
-            **base, location=(float(place["latitude"]), float(place["longitude"]))
-        )
+        return InboundMessage(**base, location=_place(place["latitude"], place["longitude"]))
     if kind == "image":
         image = raw["image"]
-        return InboundMessage(**base, media_id=image["id"], text=image.get("caption", ""))
+        return InboundMessage(
+            **base,
+            media_id=_str(image["id"], 160),
+            text=_str(image.get("caption", ""), CAPTION),
+        )
     return None
+
+
+def _id(value: Any) -> str | None:
+    return _str(value, 160) or None if value else None
+
+
+def _str(value: Any, limit: int) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"a {type(value).__name__} where text belongs")
+    return clean(value, limit)
+
+
+def _place(latitude: Any, longitude: Any) -> tuple[float, float]:
+    for value in (latitude, longitude):
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise TypeError(f"a {type(value).__name__} where a coordinate belongs")
+    lat, lon = float(latitude), float(longitude)
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180):  # also refuses NaN
+        raise ValueError("coordinates out of range")
+    return lat, lon
 
 
 # -- the Graph API ----------------------------------------------------------------------------
@@ -378,8 +418,10 @@ class Graph:
 
 
 def _text(body: str) -> list[dict[str, Any]]:
-    chunks = [body[i : i + TEXT_BODY] for i in range(0, len(body), TEXT_BODY)] or [""]
-    return [{"type": "text", "text": {"body": c, "preview_url": False}} for c in chunks]
+    return [
+        {"type": "text", "text": {"body": c, "preview_url": False}}
+        for c in split_text(body, TEXT_BODY)
+    ]
 
 
 def _choices(body: str, buttons: Sequence[Button], t: Callable[[str], str]) -> list[dict]:
@@ -426,8 +468,10 @@ def render(reply: Outgoing, t: Callable[[str], str]) -> list[dict[str, Any]]:
     """
     buttons = reply.flat_buttons
     if reply.request_location:
-        body = reply.text[:INTERACTIVE_BODY]
-        out = [_interactive("location_request_message", body, {"name": "send_location"})]
+        body, out = reply.text, []
+        if len(body) > INTERACTIVE_BODY:  # the text first, then the request on its own
+            out, body = _text(body), t("whatsapp.share_location")
+        out.append(_interactive("location_request_message", body, {"name": "send_location"}))
         if buttons:  # a location request has no room for buttons ("Lewati lokasi")
             out += _choices(t("whatsapp.or_choose"), buttons, t)
     elif buttons:
@@ -570,11 +614,14 @@ class WhatsAppSender:
 
 
 class WhatsAppChannel:
-    """The webhook routes and the background delivery of the outbox, for `warga serve`.
+    """The webhook routes, the sender and the inbox handler, for `warga serve`.
 
     `start()` (in the web app's lifespan) builds the one shared httpx client; `transport`
     replaces its network, for tests.
     """
+
+    name = CHANNEL
+    pace = WHATSAPP_PACE
 
     def __init__(
         self,
@@ -582,37 +629,28 @@ class WhatsAppChannel:
         settings: WhatsAppSettings,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
-        dispatch_interval: float | None = DISPATCH_INTERVAL,
         **pacing: Any,
     ) -> None:
         self.assistant, self.settings = assistant, settings
-        self.transport, self.dispatch_interval, self.pacing = transport, dispatch_interval, pacing
-        self._turns: dict[str, tuple[asyncio.Lock, int]] = {}  # per resident: lock, users
-        self._background: asyncio.Task[None] | None = None
+        self.transport, self.pacing = transport, pacing
+        self.handler = WhatsAppInbox(self)
+        self.on_stored: Callable[[], None] = lambda: None
         self.http: httpx.AsyncClient | None = None
 
     async def start(self) -> None:
         self.http = httpx.AsyncClient(transport=self.transport, timeout=httpx.Timeout(30.0))
         self.graph = Graph(self.http, self.settings, **self.pacing)
         self.sender = WhatsAppSender(self.graph, self.assistant, self.settings.media_dir)
-        if self.dispatch_interval is not None:
-            dispatcher = Dispatcher(
-                self.assistant.sessions,
-                self.assistant.responses,
-                {CHANNEL: self.sender},
-                clock=self.assistant.clock,
-            )
-            self._background = asyncio.create_task(
-                deliver_forever(self.assistant, dispatcher, self.dispatch_interval)
-            )
 
     async def stop(self) -> None:
-        if self._background is not None:
-            self._background.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._background
         if self.http is not None:
             await self.http.aclose()
+
+    def status(self) -> dict[str, Any]:
+        return {"api": "ok" if self.http is not None else "not started"}
+
+    def alive(self, within: float) -> bool:
+        return self.http is not None
 
     def routes(self) -> list[Route]:
         return [
@@ -626,98 +664,62 @@ class WhatsAppChannel:
         token = query.get("hub.verify_token", "")
         expected = self.settings.verify_token.get_secret_value()
         if query.get("hub.mode") == "subscribe" and hmac.compare_digest(
-            token.encode(), expected.encode()
+            token.encode("utf-8", "replace"), expected.encode()
         ):
-            return PlainTextResponse(query.get("hub.challenge", ""))
+            return PlainTextResponse(clean(query.get("hub.challenge", ""), 200))
         return Response(status_code=403)
 
     async def receive(self, request: Request) -> Response:
-        """Check the signature on the raw body, answer, then handle what it carries."""
-        body = await request.body()
-        if not signature_ok(self.settings.app_secret, body, request.headers.get(SIGNATURE_HEADER)):
-            log.warning("whatsapp: a webhook call without a valid signature, refused")
-            return Response(status_code=403)
+        """Check the signature on the raw body, then the payload; store its messages and
+        statuses; only then answer 200 (WhatsApp does not send again what got a 200)."""
+        body = b""
         try:
-            payload = json.loads(body)
+            body = await read_body(request)
+            if not signature_ok(
+                self.settings.app_secret, body, request.headers.get(SIGNATURE_HEADER)
+            ):
+                log.warning("whatsapp: a webhook call without a valid signature, refused")
+                return Response(status_code=403)
+            payload = parse_json(body)
+            new = self.checked(payload)
+        except Refused as exc:
+            refusal_logged(CHANNEL, len(body), exc)
+            return PlainTextResponse(exc.reason, status_code=exc.status)
+        if new:
+            try:
+                await run_in_threadpool(self.store, new)
+            except Exception:  # noqa: BLE001 - a non-200 makes WhatsApp send it again
+                log.exception("whatsapp: webhook call not stored; WhatsApp will retry")
+                return PlainTextResponse("not stored, try again", status_code=503)
+            self.on_stored()
+        return Response(status_code=200)
+
+    def checked(self, payload: Any) -> list[NewUpdate]:
+        """What a webhook payload carries for us, as inbox updates; Refused when it is not a
+        payload WhatsApp could have sent."""
+        if not isinstance(payload, dict):
+            raise Refused(400, "not a JSON object")
+        try:
             messages, statuses = parse_webhook(
                 payload, phone_number_id=self.settings.phone_number_id
             )
-        except (ValueError, TypeError, KeyError, AttributeError):
-            return PlainTextResponse("not a WhatsApp webhook payload", status_code=400)
-        return Response(
-            status_code=200, background=BackgroundTask(self.process, messages, statuses)
-        )
+        except Exception as exc:  # noqa: BLE001 - a pure parse: any failure is the payload's
+            raise Refused(400, f"not a WhatsApp webhook payload ({type(exc).__name__})") from None
+        new = [
+            NewUpdate(m.message_id, m.wa_id or m.user_id or "", _as_json(m, kind="message"))
+            for m in messages
+        ]
+        new += [
+            NewUpdate(f"{r.message_id}:{r.status.value}", f"status:{r.message_id}", _as_json(r))
+            for r in statuses
+        ]
+        return new
 
-    async def process(
-        self, messages: Sequence[InboundMessage], statuses: Sequence[StatusReport]
-    ) -> None:
-        if statuses:
-            await asyncio.to_thread(self._record_statuses, statuses)
-        for message in messages:
-            try:
-                await self.handle(message)
-            except Exception:  # noqa: BLE001 - the next message must still be handled
-                # WhatsApp got its 200 already and will not send this again: log it whole.
-                log.exception("whatsapp: message %s was not handled", message.message_id)
-
-    async def handle(self, message: InboundMessage) -> None:
-        """Run one message through the conversation and send the replies, in the sender's turn."""
-        key = message.wa_id or message.user_id or ""
-        lock, users = self._turns.get(key, (asyncio.Lock(), 0))
-        self._turns[key] = (lock, users + 1)
-        try:
-            async with lock:
-                await self._handle(message)
-        finally:
-            lock, users = self._turns[key]
-            if users == 1:
-                del self._turns[key]
-            else:
-                self._turns[key] = (lock, users - 1)
-
-    async def _handle(self, message: InboundMessage) -> None:
-        if message.media_id is not None:
-            try:
-                await self._keep_media(message.media_id)
-            except (GraphError, OSError, KeyError, ValueError) as exc:
-                log.warning("whatsapp: media %s not fetched: %s", message.media_id, exc)
-        incoming = Incoming(
-            channel=CHANNEL,
-            user_id=message.wa_id or message.user_id or "",
-            update_id=message.message_id,
-            text=message.text,
-            display_name=message.name,
-            location=message.location,
-            photo=message.media_id,
-            payload=message.payload,
-        )
-        user_id = incoming.user_id
-        try:
-            user_id = await asyncio.to_thread(self._note_inbound, message)
-            replies = await asyncio.to_thread(
-                self.assistant.handle, replace(incoming, user_id=user_id)
-            )
-        except Exception:  # noqa: BLE001 - answer politely; the log has the details
-            log.exception("whatsapp: message %s failed", message.message_id)
-            replies = [self.assistant.sorry(incoming)]
-        for reply in replies:
-            try:
-                await self.sender.deliver(user_id, reply)
-            except GraphError as exc:
-                log.warning("whatsapp: reply to %s not sent: %s", message.message_id, exc)
-
-    def _note_inbound(self, message: InboundMessage) -> str:
+    def store(self, new: list[NewUpdate]) -> int:
         with self.assistant.sessions.begin() as session:
-            return note_inbound(
-                session,
-                channel=CHANNEL,
-                user_id=message.wa_id,
-                alt_id=message.user_id,
-                at=message.at,
-                display_name=message.name,
-            )
+            return inbox.put(session, channel=CHANNEL, updates=new, now=utcnow())
 
-    async def _keep_media(self, media_id: str) -> None:
+    async def keep_media(self, media_id: str) -> None:
         """Fetch a resident's photo while WhatsApp still has it (30 days) and keep it here."""
         content, mime = await self.graph.download(media_id)
         extension = mimetypes.guess_extension(mime.split(";")[0].strip()) or ".bin"
@@ -729,29 +731,116 @@ class WhatsAppChannel:
 
         await asyncio.to_thread(write)
 
-    def _record_statuses(self, statuses: Sequence[StatusReport]) -> None:
+
+def _as_json(item: InboundMessage | StatusReport, **extra: Any) -> dict[str, Any]:
+    data = dataclasses.asdict(item)
+    data["at"] = item.at.isoformat()
+    if isinstance(item, StatusReport):
+        data["status"] = item.status.value
+    return {**data, **extra}
+
+
+class WhatsAppInbox:
+    """Handle a stored message (the conversation's turn) or delivery status."""
+
+    def __init__(self, channel: WhatsAppChannel) -> None:
+        self.channel = channel
+        self.assistant = channel.assistant
+
+    def handle(self, session: Session, stored: StoredUpdate) -> Handled:
         now = self.assistant.clock()
-        with self.assistant.sessions.begin() as session:
-            for report in statuses:
-                row = record_status(
-                    session,
-                    channel=CHANNEL,
-                    platform_message_id=report.message_id,
-                    status=report.status,
-                    at=report.at,
-                    error=report.error,
-                )
-                # Accepted, then refused as outside the window: send it again as the template.
-                if (
-                    row is not None
-                    and report.error_code == OUTSIDE_WINDOW
-                    and row.outbox_id is not None
-                    and row.kind != "template"
-                ):
-                    send_again(
-                        session,
-                        outbox_id=row.outbox_id,
-                        reason=report.error,
-                        now=now,
-                        **{TEMPLATE_ONLY: True},
-                    )
+        data = dict(stored.payload)
+        if data.pop("kind", None) != "message":
+            self._record_status(session, data, now)
+            return Handled()
+        message = _inbound(data)
+        incoming = self._incoming(session, message)
+        turned = self.assistant.turn(session, incoming)
+        if turned is None:
+            return Handled()
+        queue_replies(session, resident_id=turned.resident_id, replies=turned.replies, now=now)
+        after = self._fetch(message.media_id) if message.media_id is not None else None
+        return Handled(replied=bool(turned.replies), after=after)
+
+    def apologise(self, session: Session, stored: StoredUpdate) -> bool:
+        data = dict(stored.payload)
+        if data.pop("kind", None) != "message":
+            return False
+        incoming = self._incoming(session, _inbound(data))
+        resident_id = self.assistant.resident_for(session, incoming)
+        sorry = self.assistant.sorry(incoming)
+        now = self.assistant.clock()
+        queue_replies(session, resident_id=resident_id, replies=[sorry], now=now)
+        return True
+
+    @staticmethod
+    def _incoming(session: Session, message: InboundMessage) -> Incoming:
+        user_id = note_inbound(
+            session,
+            channel=CHANNEL,
+            user_id=message.wa_id,
+            alt_id=message.user_id,
+            at=message.at,
+            display_name=message.name,
+        )
+        return Incoming(
+            channel=CHANNEL,
+            user_id=user_id,
+            update_id=message.message_id,
+            text=message.text,
+            display_name=message.name,
+            location=message.location,
+            photo=message.media_id,
+            payload=message.payload,
+        )
+
+    def _fetch(self, media_id: str) -> Callable[[], Awaitable[None]]:
+        async def after() -> None:
+            try:
+                await self.channel.keep_media(media_id)
+            except (GraphError, OSError, KeyError, ValueError) as exc:
+                log.warning("whatsapp: media %s not fetched: %s", media_id, exc)
+
+        return after
+
+    def _record_status(self, session: Session, data: dict[str, Any], now: datetime) -> None:
+        report = StatusReport(
+            message_id=data["message_id"],
+            status=DeliveryStatus(data["status"]),
+            at=datetime.fromisoformat(data["at"]),
+            error=data.get("error", ""),
+            error_code=data.get("error_code"),
+        )
+        row = record_status(
+            session,
+            channel=CHANNEL,
+            platform_message_id=report.message_id,
+            status=report.status,
+            at=report.at,
+            error=report.error,
+        )
+        # Accepted, then refused as outside the window: send it again as the template.
+        if (
+            row is not None
+            and report.error_code == OUTSIDE_WINDOW
+            and row.outbox_id is not None
+            and row.kind != "template"
+        ):
+            send_again(
+                session,
+                outbox_id=row.outbox_id,
+                reason=report.error,
+                now=now,
+                **{TEMPLATE_ONLY: True},
+            )
+
+
+def _inbound(data: dict[str, Any]) -> InboundMessage:
+    location = data.get("location")
+    return InboundMessage(
+        **{
+            **data,
+            "at": datetime.fromisoformat(data["at"]),
+            "location": (location[0], location[1]) if location else None,
+        }
+    )

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,18 +15,18 @@ from support.telegram_emulator import (
     EmulatorRequest,
     TelegramEmulator,
     fresh_token,
-    running,
 )
-from telegram import Update
 
 from actions import migrate
 from actions.city import LoadedCity, sync_city
 from actions.db import make_engine, make_session_factory
-from actions.domain import OfficerRole
-from actions.models import Outbox, Ticket
+from actions.domain import InboxState, OfficerRole
+from actions.inbox import NewUpdate
+from actions.models import InboxUpdate, Outbox, ProcessedUpdate, Ticket
 from actions.tickets import Action, transition
-from bot.channels.telegram import build_application
+from bot.channels.telegram import SECRET_HEADER, WEBHOOK_PATH, TelegramChannel
 from bot.conversation import Assistant
+from bot.service import Service
 
 
 @pytest.fixture(scope="module")
@@ -56,14 +58,16 @@ class Bot:
     def __init__(self, emulator: TelegramEmulator, assistant: Assistant) -> None:
         self.token = fresh_token()
         self.request = EmulatorRequest()
-        self.app = build_application(
+        self.channel = TelegramChannel(
             assistant,
             token=self.token,
             api_url=emulator.api_url,
+            polling=True,
+            poll_interval=0.05,
             request=self.request,
             get_updates_request=EmulatorRequest(),
-            dispatch_interval=0.05,
         )
+        self.service = Service(assistant, [self.channel], workers=2)
         self.emulator = emulator
         self.t = assistant.responses.get
 
@@ -71,10 +75,19 @@ class Bot:
         return EmulatedUser(self.emulator, self.token, user_id, name)
 
 
+@contextlib.asynccontextmanager
+async def running(service: Service) -> AsyncIterator[Service]:
+    await service.start()
+    try:
+        yield service
+    finally:
+        await service.stop()
+
+
 def run(emulator: TelegramEmulator, assistant: Assistant, scenario) -> None:
     async def main() -> None:
         bot = Bot(emulator, assistant)
-        async with running(bot.app), bot.user() as siti:
+        async with running(bot.service), bot.user() as siti:
             await scenario(bot, siti)
 
     asyncio.run(main())
@@ -160,18 +173,26 @@ def test_status_check_emergency_and_faq_answer(emulator, tg_assistant):
 
 
 def test_an_update_delivered_twice_creates_nothing_twice(emulator, tg_assistant):
-    seen: list[Update] = []
+    stored: list[NewUpdate] = []
 
     async def scenario(bot: Bot, siti: EmulatedUser) -> None:
-        bot.app.add_handler(_Recorder(seen), group=-1)
+        keep = bot.channel.store
+
+        def store(updates: list[NewUpdate]) -> int:
+            stored.extend(updates)
+            return keep(updates)
+
+        bot.channel.store = store  # type: ignore[method-assign]
         await siti.send("usul min bikin taman bermain anak di kelurahan Sidomulyo Barat")
         (ack,) = await siti.replies(count=1)
         assert "PKU-2026-000001" in ack.text
-        await bot.app.process_update(seen[-1])  # Telegram delivers the same update again
-        assert await siti.replies(timeout=0.5) == []
+        # Telegram delivers the same update again, after it was handled.
+        assert await asyncio.to_thread(keep, [stored[-1]]) == 1
+        assert await siti.replies(timeout=1.0) == []
 
     run(emulator, tg_assistant, scenario)
     assert count(tg_assistant, Ticket) == 1
+    assert count(tg_assistant, InboxUpdate) == 0  # handled, and gone from the inbox
 
 
 def test_status_updates_reach_the_resident_through_the_outbox(emulator, tg_assistant, clock):
@@ -190,32 +211,50 @@ def test_status_updates_reach_the_resident_through_the_outbox(emulator, tg_assis
         assert row.sent_at is not None
 
 
+class Exploding:
+    """An NLU that fails on one word, as a bug would: the rest it hands to the real one."""
+
+    def __init__(self, parser) -> None:
+        self.parser = parser
+
+    def parse(self, text: str):
+        if "meledak" in text:
+            raise RuntimeError("a bug in understanding")
+        return self.parser.parse(text)
+
+
 def test_a_failure_inside_a_handler_says_try_again_and_the_bot_goes_on(emulator, tg_assistant):
+    assistant = replace(tg_assistant, nlu=Exploding(tg_assistant.nlu))
+
     async def scenario(bot: Bot, siti: EmulatedUser) -> None:
-        with tg_assistant.sessions.begin() as s:
-            s.execute(text("ALTER TABLE conversation RENAME TO conversation_gone"))
-        await siti.send("halo")
-        (sorry,) = await siti.replies(count=1)
+        await siti.send("ini pesan yang meledak")
+        (sorry,) = await siti.replies(count=1, timeout=10)  # after a second try, in seconds
         assert sorry.text == bot.t("id", "error.try_again")
-        with tg_assistant.sessions.begin() as s:
-            s.execute(text("ALTER TABLE conversation_gone RENAME TO conversation"))
         await siti.send("halo lagi")
         (hello,) = await siti.replies(count=1)
         assert "Siti" in hello.text
 
+    run(emulator, assistant, scenario)
+    with assistant.sessions() as s:
+        (failed,) = s.scalars(select(InboxUpdate)).all()
+        assert (failed.state, failed.attempts) == (InboxState.FAILED, 2)
+        assert "a bug in understanding" in failed.last_error
+        assert "meledak" not in failed.last_error
+
+
+def test_a_database_failure_loses_nothing_the_update_waits_and_is_answered(emulator, tg_assistant):
+    async def scenario(bot: Bot, siti: EmulatedUser) -> None:
+        with tg_assistant.sessions.begin() as s:
+            s.execute(text("ALTER TABLE conversation RENAME TO conversation_gone"))
+        await siti.send("halo")
+        assert await siti.replies(timeout=2.0) == []  # stored, waiting: no apology, no loss
+        with tg_assistant.sessions.begin() as s:
+            s.execute(text("ALTER TABLE conversation_gone RENAME TO conversation"))
+        (hello,) = await siti.replies(count=1, timeout=5)
+        assert "Siti" in hello.text
+
     run(emulator, tg_assistant, scenario)
-
-
-class _Recorder:
-    """A handler in an earlier group that keeps every update, to deliver one again."""
-
-    def __new__(cls, seen: list[Update]):
-        from telegram.ext import TypeHandler
-
-        async def keep(update: Update, _context) -> None:
-            seen.append(update)
-
-        return TypeHandler(Update, keep)
+    assert count(tg_assistant, InboxUpdate) == 0
 
 
 def _free_port() -> int:
@@ -226,58 +265,106 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_webhook_mode_checks_the_secret_and_answers_through_the_web_app(emulator, tg_assistant):
-    import httpx
+SECRET = "rahasia-webhook-123"  # noqa: S105 - a test secret
+FORGED = {
+    "update_id": 99,
+    "message": {
+        "message_id": 1,
+        "date": 1764471600,
+        "text": "usul taman di Sail",
+        "chat": {"id": 7, "type": "private"},
+        "from": {"id": 7, "is_bot": False, "first_name": "Mallory"},
+    },
+}
+
+
+@contextlib.asynccontextmanager
+async def webhook_server(emulator, assistant, token: str) -> AsyncIterator[str]:
     import uvicorn
 
-    from bot.web import SECRET_HEADER, TELEGRAM_PATH, create_app
+    from bot.web import create_app
+
+    port = _free_port()
+    channel = TelegramChannel(
+        assistant,
+        token=token,
+        api_url=emulator.api_url,
+        secret=SECRET,
+        public_url=f"http://127.0.0.1:{port}",
+        request=EmulatorRequest(),
+    )
+    web = create_app(assistant, channels=[channel], open311_interval=None, workers=2)
+    server = uvicorn.Server(
+        uvicorn.Config(web, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    serving = asyncio.create_task(server.serve())
+    try:
+        for _ in range(200):
+            if server.started:
+                break
+            await asyncio.sleep(0.02)
+        yield f"http://127.0.0.1:{port}{WEBHOOK_PATH}"
+    finally:
+        server.should_exit = True
+        await serving
+
+
+def test_webhook_mode_checks_the_secret_and_answers_through_the_web_app(emulator, tg_assistant):
+    import httpx
 
     async def main() -> None:
-        port = _free_port()
         token = fresh_token()
-        web = create_app(
-            tg_assistant,
-            telegram_token=token,
-            telegram_secret="rahasia-webhook-123",  # noqa: S106 - a test secret
-            telegram_api_url=emulator.api_url,
-            public_url=f"http://127.0.0.1:{port}",
-            request=EmulatorRequest(),
-            dispatch_interval=None,
-        )
-        server = uvicorn.Server(
-            uvicorn.Config(web, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-        )
-        serving = asyncio.create_task(server.serve())
-        try:
-            for _ in range(200):
-                if server.started:
-                    break
-                await asyncio.sleep(0.02)
-            url = f"http://127.0.0.1:{port}{TELEGRAM_PATH}"
-            forged = {
-                "update_id": 99,
-                "message": {
-                    "message_id": 1,
-                    "date": 1764471600,
-                    "text": "usul taman di Sail",
-                    "chat": {"id": 7, "type": "private"},
-                    "from": {"id": 7, "is_bot": False, "first_name": "Mallory"},
-                },
-            }
+        async with webhook_server(emulator, tg_assistant, token) as url:
             async with httpx.AsyncClient() as client:
-                assert (await client.post(url, json=forged)).status_code == 403
+                assert (await client.post(url, json=FORGED)).status_code == 403
                 wrong = {SECRET_HEADER: "tebakan"}
-                assert (await client.post(url, json=forged, headers=wrong)).status_code == 403
+                assert (await client.post(url, json=FORGED, headers=wrong)).status_code == 403
             async with EmulatedUser(emulator, token, 5001, "Siti") as siti:
                 await siti.send("halo")
                 (hello,) = await siti.replies(count=1)
                 assert "Siti" in hello.text
-        finally:
-            server.should_exit = True
-            await serving
 
     asyncio.run(main())
     assert count(tg_assistant, Ticket) == 0  # the forged update never reached the bot
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # The update that once stopped every later update: a chat id that is a list.
+        {**FORGED, "message": {**FORGED["message"], "chat": {"id": [1], "type": "private"}}},
+        {**FORGED, "message": {**FORGED["message"], "date": 1e20}},
+        {**FORGED, "message": "hi"},
+        {**FORGED, "update_id": "99"},
+        {**FORGED, "message": {**FORGED["message"], "from": {"id": 7, "first_name": "M"}}},
+        None,
+        [],
+        "x",
+    ],
+    ids=["chat-id-list", "date-1e20", "message-str", "id-str", "no-is_bot", "null", "[]", "str"],
+)
+def test_a_malformed_update_is_refused_and_the_next_one_is_answered(emulator, tg_assistant, body):
+    import httpx
+
+    async def main() -> None:
+        token = fresh_token()
+        async with webhook_server(emulator, tg_assistant, token) as url:
+            async with httpx.AsyncClient() as client:
+                headers = {SECRET_HEADER: SECRET}
+                refused = await client.post(url, json=body, headers=headers)
+                assert refused.status_code == 400, refused.text
+                deep = b"[" * 50_000 + b"]" * 50_000
+                assert (await client.post(url, content=deep, headers=headers)).status_code == 400
+                huge = b'{"update_id": 1, "x": "' + b"a" * (2 * 1024 * 1024) + b'"}'
+                assert (await client.post(url, content=huge, headers=headers)).status_code == 413
+            async with EmulatedUser(emulator, token, 5001, "Siti") as siti:
+                await siti.send("halo")
+                (hello,) = await siti.replies(count=1)
+                assert "Siti" in hello.text
+
+    asyncio.run(main())
+    assert count(tg_assistant, InboxUpdate) == 0  # nothing refused was queued
+    assert count(tg_assistant, ProcessedUpdate) == 1  # only Siti's
 
 
 def test_officer_and_resident_work_a_ticket_end_to_end(emulator, tg_assistant, clock):
