@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -18,9 +18,11 @@ from actions.domain import Audience, OutboxState
 from actions.inbox import forget_updates
 from actions.models import Agency, Officer, Outbox, Resident, utcnow
 from actions.open311 import Forwarder, ForwardError, ForwardJob, ForwardResult
+from actions.public import public_params
 from actions.sla import run_sla_check
 from bot.messages import Button, Notice, Outgoing
 from bot.responses import Responses
+from nlu import redact
 
 if TYPE_CHECKING:
     from bot.conversation import Assistant
@@ -117,6 +119,9 @@ class Dispatcher:
                 stmt = stmt.with_for_update(skip_locked=True, of=Outbox)
             deliveries = []
             for row, resident in session.execute(stmt).all():
+                if self._params(row) is None:  # queued before rahasia tickets kept followers out
+                    row.state, row.last_error = OutboxState.FAILED, "withheld: rahasia ticket"
+                    continue
                 row.claimed_by, row.claimed_until = self.worker, now + LEASE
                 deliveries.append(
                     Delivery(
@@ -196,7 +201,7 @@ class Dispatcher:
 
         `params["buttons"]` holds rows of [response key of the label, payload].
         """
-        params = dict(row.params)
+        params = self._params(row) or {}
         rows = params.pop("buttons", [])
         notice = Notice(row.id, row.template, dict(params))
         note = str(params.get("note") or "")
@@ -209,6 +214,15 @@ class Dispatcher:
             for r in rows
         )
         return Outgoing(text, buttons=buttons, language=language, notice=notice)
+
+    @staticmethod
+    def _params(row: Outbox) -> dict[str, Any] | None:
+        """A row's parameters as its recipient may read them: a ticket's update for anyone
+        but its reporter is its public view (actions/public.py); None: nothing for them."""
+        ticket = row.ticket if row.audience is Audience.RESIDENT else None
+        if ticket is None or row.resident_id == ticket.reporter_id:
+            return dict(row.params)
+        return public_params(ticket, row.params, redact=redact)
 
     async def run_once(self, limit: int = 50) -> int:
         """Send what is due; return how many were sent."""
