@@ -13,7 +13,6 @@ import asyncio
 import hashlib
 import json
 import logging
-import re
 import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -52,6 +51,7 @@ from actions.models import (
     utcnow,
 )
 from actions.people import get_or_create_resident
+from actions.public import Redact, public_notes, public_view
 from actions.signing import sign
 from actions.tickets import API_CHANNEL, Action, add_reply, create_ticket, transition
 
@@ -59,14 +59,9 @@ log = logging.getLogger(__name__)
 
 WINDOW = timedelta(days=90)  # the spec's default and widest date range of GET requests
 MAX_REQUESTS = 1000  # the most requests one answer holds
-ANONYMOUS_DECIMALS = 3  # about 110 m: an anonim ticket's pin no longer points at a house
 SIGNATURE_HEADER = "X-Warga-Signature"
 DELIVERY_HEADER = "X-Warga-Delivery"
 _WORKING = frozenset({TicketStatus.ROUTED, TicketStatus.IN_PROGRESS, TicketStatus.REOPENED})
-# Events whose words the public may read as status_notes (not internal notes, not reroutes).
-_PUBLIC_NOTES = (EventKind.STATUS_CHANGED, EventKind.REPLY)
-
-Redact = Callable[[str], str]
 
 
 class Open311Error(DomainError):
@@ -224,7 +219,7 @@ def public_requests(
             .offset((filt.page - 1) * filt.page_size)
         )
     )
-    notes = _status_notes(session, [t.id for t in tickets])
+    notes = public_notes(session, [t.id for t in tickets])
     return [
         public_request(t, notes=notes.get(t.id, ""), city=city, redact=redact) for t in tickets
     ]
@@ -241,38 +236,8 @@ def public_request_by_number(
     )
     if ticket is None:
         raise Open311Error(404, f"no service request {number!r}")
-    notes = _status_notes(session, [ticket.id]).get(ticket.id, "")
+    notes = public_notes(session, [ticket.id]).get(ticket.id, "")
     return public_request(ticket, notes=notes, city=city, redact=redact)
-
-
-def _status_notes(session: Session, ticket_ids: Sequence[int]) -> dict[int, str]:
-    """The newest words of the agency to the public per ticket (not the reporter's own)."""
-    if not ticket_ids:
-        return {}
-    newest = (
-        select(func.max(TicketEvent.id))
-        .join(Ticket, Ticket.id == TicketEvent.ticket_id)
-        .where(
-            TicketEvent.ticket_id.in_(ticket_ids),
-            TicketEvent.kind.in_([k.value for k in _PUBLIC_NOTES]),
-            TicketEvent.body != "",
-            (TicketEvent.actor_id.is_(None)) | (TicketEvent.actor_id != Ticket.reporter_id),
-        )
-        .group_by(TicketEvent.ticket_id)
-    )
-    rows = session.execute(
-        select(TicketEvent.ticket_id, TicketEvent.body).where(TicketEvent.id.in_(newest))
-    )
-    return {ticket_id: body for ticket_id, body in rows}
-
-
-def _without_name(text: str, name: str) -> str:
-    """Hide the reporter's name, and each of its words of three letters or more."""
-    words = sorted({w for w in re.split(r"\W+", name) if len(w) >= 3}, key=len, reverse=True)
-    if not words:
-        return text
-    pattern = r"\b(?:" + "|".join(re.escape(w) for w in words) + r")\b"
-    return re.sub(pattern, "***", text, flags=re.IGNORECASE)
 
 
 def public_request(
@@ -280,37 +245,30 @@ def public_request(
 ) -> dict[str, Any]:
     """Map a ticket to a GeoReport v2 service request as anyone may read it.
 
-    No identity ever (the format has no field for it); phone numbers and NIK redacted; for
-    `anonim` tickets the pin is rounded and the address is only the kelurahan.
+    Its public view (`actions.public`): no identity ever (the format has no field for it);
+    phone numbers and NIK redacted; for `anonim` tickets the pin is rounded and the address is
+    only the kelurahan. `notes` are the ticket's public notes; a `rahasia` ticket is NotFound.
     """
-    anonim = ticket.privacy is Privacy.ANONIM
-    name = ticket.reporter.display_name
-
-    def public(text: str) -> str:  # an officer may have written the reporter's name
-        return _without_name(redact(text), name)
-
-    lat, lon = ticket.latitude, ticket.longitude
-    if anonim and lat is not None and lon is not None:
-        lat, lon = round(lat, ANONYMOUS_DECIMALS), round(lon, ANONYMOUS_DECIMALS)
-    area = ticket.area.name if ticket.area is not None else ""
-    place = area if anonim else ", ".join(p for p in (public(ticket.location_text), area) if p)
+    view = public_view(ticket, notes=notes, redact=redact)
+    if view is None:
+        raise Open311Error(404, f"no service request {ticket.number!r}")
     return {
         "service_request_id": ticket.number,
         "status": "open" if ticket.status.is_open else "closed",
-        "status_notes": public(notes) or None,
+        "status_notes": view.notes or None,
         "service_name": ticket.category.name,
         "service_code": ticket.category.code,
-        "description": public(ticket.description),
+        "description": view.description,
         "agency_responsible": ticket.agency.name if ticket.agency is not None else None,
         "service_notice": None,
         "requested_datetime": w3c(ticket.created_at, city.tz),
         "updated_datetime": w3c(ticket.updated_at, city.tz),
         "expected_datetime": w3c(ticket.resolution_due_at, city.tz),
-        "address": place or None,
+        "address": view.place or None,
         "address_id": ticket.area.code if ticket.area is not None else None,
         "zipcode": None,
-        "lat": lat,
-        "long": lon,
+        "lat": view.latitude,
+        "long": view.longitude,
         "media_url": None,
     }
 

@@ -44,6 +44,7 @@ from actions.models import (
     TicketSequence,
     utcnow,
 )
+from actions.public import is_public, is_public_note
 from actions.workdays import due_at
 
 
@@ -172,13 +173,19 @@ def _queue(
 
 
 def audience_of(session: Session, ticket: Ticket) -> list[int]:
-    """Return the residents who hear a ticket's updates: its reporter, then its followers."""
+    """Return the residents who hear a ticket's updates: its reporter, then its followers.
+
+    A rahasia ticket reaches its reporter only, even when followers joined it before that rule;
+    followers read the public view (`actions.public`, applied when the message is rendered).
+    """
+    reporter = [] if ticket.reporter.channel == API_CHANNEL else [ticket.reporter_id]
+    if not is_public(ticket):
+        return reporter
     followers = session.scalars(
         select(TicketFollower.resident_id)
         .where(TicketFollower.ticket_id == ticket.id)
         .order_by(TicketFollower.created_at, TicketFollower.resident_id)
     )
-    reporter = [] if ticket.reporter.channel == API_CHANNEL else [ticket.reporter_id]
     return [*reporter, *(r for r in followers if r != ticket.reporter_id)]
 
 
@@ -214,8 +221,18 @@ def add_reply(
     return event
 
 
+def joinable(ticket: Ticket) -> bool:
+    """Whether another resident may join a ticket: open, and not rahasia."""
+    return ticket.status.is_open and is_public(ticket)
+
+
 def follow_ticket(session: Session, *, ticket: Ticket, resident: Resident) -> bool:
-    """Let a resident join a ticket ("Ikut laporan ini"); return False if already following."""
+    """Let a resident join a ticket ("Ikut laporan ini"); return False if already following.
+
+    A rahasia ticket cannot be joined (NotFound, as for a ticket that does not exist).
+    """
+    if not is_public(ticket):
+        raise NotFound(f"no ticket {ticket.number} to join")
     if resident.id == ticket.reporter_id or session.get(TicketFollower, (ticket.id, resident.id)):
         return False
     session.add(TicketFollower(ticket_id=ticket.id, resident_id=resident.id))
@@ -365,6 +382,10 @@ def transition(
         )
         session.add(event)
         if notify:
+            # Followers hear only the agency's words to the public: no reroute reason, nor the
+            # reporter's own words when she reopens it.
+            actor_id = actor.id if actor is not None else None
+            public_note = note if is_public_note(event.kind, actor_id, ticket) else ""
             for resident_id in audience_of(session, ticket):
                 if actor is not None and resident_id == actor.id:
                     continue  # they did it: the reply to their own message says so
@@ -376,7 +397,7 @@ def transition(
                     audience=Audience.RESIDENT,
                     resident_id=resident_id,
                     status=to_status.value,
-                    note=note,
+                    note=note if resident_id == ticket.reporter_id else public_note,
                     agency=ticket.agency.short_name if ticket.agency else "",
                 )
         if action in (Action.ROUTE, Action.REROUTE) and agency is not None:
@@ -494,6 +515,7 @@ def find_similar(
     """Return the newest open ticket of a category in the same kelurahan, or near the pin.
 
     Near means within `radius_m` when both have coordinates; only the last `days` count.
+    Rahasia tickets are never offered to anyone.
     """
     if area is None and (latitude is None or longitude is None):
         return None
@@ -503,6 +525,7 @@ def find_similar(
         .where(
             Category.code == category_code,
             Ticket.status.in_([s.value for s in OPEN_STATUSES]),
+            Ticket.privacy != Privacy.RAHASIA,
             Ticket.created_at >= now - timedelta(days=days),
         )
         .order_by(Ticket.created_at.desc())
@@ -542,23 +565,32 @@ def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
 
 
 def visible_ticket(session: Session, *, number: str, resident_id: int) -> Ticket | None:
-    """Return a ticket only to its reporter or a follower; None says nothing about existence."""
+    """Return a ticket only to its reporter or a follower; None says nothing about existence.
+
+    A follower reads only its public view, and nothing of a rahasia ticket.
+    """
     ticket = session.scalar(select(Ticket).where(Ticket.number == number.strip().upper()))
     if ticket is None:
         return None
-    if ticket.reporter_id == resident_id or session.get(TicketFollower, (ticket.id, resident_id)):
+    if ticket.reporter_id == resident_id:
+        return ticket
+    if is_public(ticket) and session.get(TicketFollower, (ticket.id, resident_id)):
         return ticket
     return None
 
 
 def tickets_of(session: Session, *, resident_id: int, limit: int = 5) -> list[Ticket]:
-    """Return a resident's own and followed tickets, the most recently changed first."""
+    """Return a resident's own and followed tickets, the most recently changed first.
+
+    Followed rahasia tickets (joined before they were kept out) are left out.
+    """
     # A UNION, not an OR: each half uses its own index.
-    mine = (
-        select(Ticket.id)
-        .where(Ticket.reporter_id == resident_id)
-        .union(select(TicketFollower.ticket_id).where(TicketFollower.resident_id == resident_id))
+    followed = (
+        select(TicketFollower.ticket_id)
+        .join(Ticket, Ticket.id == TicketFollower.ticket_id)
+        .where(TicketFollower.resident_id == resident_id, Ticket.privacy != Privacy.RAHASIA)
     )
+    mine = select(Ticket.id).where(Ticket.reporter_id == resident_id).union(followed)
     return list(
         session.scalars(
             select(Ticket)

@@ -29,10 +29,12 @@ from actions.models import (
     Ticket,
     utcnow,
 )
+from actions.public import PublicView, public_notes, public_view
 from actions.tickets import (
     create_ticket,
     find_similar,
     follow_ticket,
+    joinable,
     resolve_agency,
     tickets_of,
     visible_ticket,
@@ -538,7 +540,8 @@ class Turn:
         if not d.get("similar_checked"):
             d["similar_checked"] = True
             similar = self.similar()
-            if similar is not None:
+            view = self.public(similar) if similar is not None else None
+            if similar is not None and view is not None:
                 d["similar"] = similar.number
                 self.go(State.SIMILAR)
                 return [
@@ -547,8 +550,7 @@ class Turn:
                         number=similar.number,
                         status=self.t(f"status.{similar.status.value}"),
                         date=self.date(similar.created_at),
-                        place=similar.location_text
-                        or (similar.area.name if similar.area else "-"),
+                        place=view.location or view.area or "-",
                         buttons=[
                             [("button.join", "similar:join")],
                             [("button.new", "similar:new")],
@@ -826,7 +828,7 @@ class Turn:
             return [self.reply("form.expired")]
         if value == "join":
             ticket = self.session.scalar(select(Ticket).where(Ticket.number == number))
-            if ticket is not None and ticket.status.is_open:
+            if ticket is not None and joinable(ticket):
                 follow_ticket(self.session, ticket=ticket, resident=self.resident)
                 self.reset()
                 return [self.reply("report.joined", number=number)]
@@ -1042,18 +1044,31 @@ class Turn:
         lines = "\n".join(self.status_line(t) for t in tickets)
         return [Outgoing(self.t("status.list", lines=lines))]
 
+    def public(self, ticket: Ticket) -> PublicView | None:
+        """What anyone but the reporter may read of a ticket (None: nothing, it is rahasia)."""
+        notes = public_notes(self.session, [ticket.id]).get(ticket.id, "")
+        return public_view(ticket, notes=notes, redact=redact)
+
     def status_line(self, ticket: Ticket, *, detailed: bool = False) -> str:
+        # A follower reads the public view; tickets_of and visible_ticket never give them a
+        # rahasia one.
+        mine = ticket.reporter_id == self.sender.resident_id
+        view = None if mine else self.public(ticket)
+        if not mine and view is None:
+            return ""
         params = dict(
             number=ticket.number,
             status=self.t(f"status.{ticket.status.value}"),
             agency=ticket.agency.short_name if ticket.agency else "-",
             updated=self.date(ticket.updated_at),
-            description=_short(ticket.description),
+            description=_short(view.description if view is not None else ticket.description),
         )
         if not detailed:
             return self.t("status.line", **params)
         last = ticket.events[-1] if ticket.events else None
         note = last.body if last is not None and last.body and last.kind.value != "note" else ""
+        if view is not None:
+            note = view.notes
         return self.t(
             "status.detail",
             due=self.date(ticket.resolution_due_at),

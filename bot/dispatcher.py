@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import Executable, bindparam, exists, insert, or_, select, update
 from sqlalchemy.orm import Session, aliased, sessionmaker
@@ -41,9 +41,11 @@ from actions.domain import Audience, OutboxState
 from actions.inbox import forget_updates
 from actions.models import Agency, ChatPace, Officer, Outbox, Resident, utcnow
 from actions.open311 import Forwarder, ForwardError, ForwardJob, ForwardResult
+from actions.public import public_params
 from actions.sla import run_sla_check
 from bot.messages import Button, Notice, Outgoing
 from bot.responses import Responses
+from nlu import redact
 
 if TYPE_CHECKING:
     from bot.conversation import Assistant
@@ -230,7 +232,12 @@ class Dispatcher:
             stmt = stmt.with_for_update(skip_locked=True, of=Outbox)
         wall = self.wall()
         params = {"now": now, "wall": wall, "channels": list(self.senders), "limit": limit}
-        rows = session.execute(stmt, params).all()
+        rows = []
+        for row, resident, tat in session.execute(stmt, params).all():
+            if self._params(row) is None:  # queued before rahasia tickets kept followers out
+                row.state, row.last_error = OutboxState.FAILED, "withheld: rahasia ticket"
+                continue
+            rows.append((row, resident, tat))
         slots = self._book(session, [resident.channel for _, resident, _ in rows], wall)
         deliveries = []
         for (row, resident, tat), slot in zip(rows, slots, strict=True):
@@ -348,7 +355,7 @@ class Dispatcher:
         """
         if row.template == REPLY:
             return Outgoing.from_json(row.params)
-        params = dict(row.params)
+        params = self._params(row) or {}
         rows = params.pop("buttons", [])
         notice = Notice(row.id, row.template, dict(params))
         note = str(params.get("note") or "")
@@ -361,6 +368,15 @@ class Dispatcher:
             for r in rows
         )
         return Outgoing(text, buttons=buttons, language=language, notice=notice)
+
+    @staticmethod
+    def _params(row: Outbox) -> dict[str, Any] | None:
+        """A row's parameters as its recipient may read them: a ticket's update for anyone
+        but its reporter is its public view (actions/public.py); None: nothing for them."""
+        ticket = row.ticket if row.audience is Audience.RESIDENT else None
+        if ticket is None or row.resident_id == ticket.reporter_id:
+            return dict(row.params)
+        return public_params(ticket, row.params, redact=redact)
 
     # -- sending -------------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from actions.domain import (
 from actions.models import Agency, Officer, Resident, Ticket, TicketEvent, TicketPhoto
 from actions.open311 import forwarding_of
 from actions.people import add_officer, remove_officer
+from actions.public import without_name
 from actions.sla import is_overdue
 from actions.stats import agency_statistics
 from actions.tickets import Action
@@ -239,8 +240,17 @@ class Desk:
             who=who,
         )
 
+    def outside(self, ticket: Ticket, text: str) -> str:
+        """Text of a ticket as an officer outside its agency (an admin) reads it: phone numbers
+        and NIK redacted, and the reporter's name out unless the identity is theirs to see."""
+        if ticket.agency_id is not None and ticket.agency_id == self.officer.agency_id:
+            return text
+        text = redact(text)
+        if desk.sees_identity(self.officer, ticket):
+            return text
+        return without_name(text, ticket.reporter.display_name)
+
     def details(self, ticket: Ticket) -> list[Outgoing]:
-        inside = ticket.agency_id is not None and ticket.agency_id == self.officer.agency_id
         reporter = ticket.reporter
         if desk.sees_identity(self.officer, ticket):
             who = (
@@ -248,7 +258,7 @@ class Desk:
             )
         else:
             who = self.t(f"privacy.{ticket.privacy.value}")
-        description = ticket.description if inside else redact(ticket.description)
+        description = self.outside(ticket, ticket.description)
         events = self.session.scalars(
             select(TicketEvent).where(TicketEvent.ticket_id == ticket.id).order_by(TicketEvent.id)
         ).all()
@@ -267,7 +277,8 @@ class Desk:
             else self.t("officer.queue.nobody"),
             reporter=who,
             privacy=self.t(f"privacy.{ticket.privacy.value}"),
-            place=ticket.location_text or (ticket.area.name if ticket.area else "-"),
+            place=self.outside(ticket, ticket.location_text)
+            or (ticket.area.name if ticket.area else "-"),
             description=description,
             created=self.turn.date(ticket.created_at),
             first_due=self.turn.date(ticket.first_response_due_at),
@@ -327,7 +338,7 @@ class Desk:
             status=self.t(f"status.{event.to_status.value}") if event.to_status else "",
             stars=event.data.get("stars", "") if event.data else "",
         )
-        body = f": {event.body}" if event.body else ""
+        body = f": {self.outside(ticket, event.body)}" if event.body else ""
         return self.t(
             "officer.history.line",
             date=self.turn.date(event.created_at),

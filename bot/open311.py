@@ -31,7 +31,6 @@ from actions.city import LoadedCity
 from actions.domain import Privacy
 from actions.models import utcnow
 from actions.open311 import (
-    ANONYMOUS_DECIMALS,
     SIGNATURE_HEADER,
     AgencyLink,
     Forwarder,
@@ -50,6 +49,7 @@ from actions.open311 import (
     services,
     submit,
 )
+from actions.public import ANONYMOUS_DECIMALS
 from actions.signing import signature_ok
 from bot.dispatcher import Dispatcher
 from bot.responses import Responses
