@@ -27,7 +27,10 @@ message. This server does what the Bot API documents for a bot that sends a lot:
   (502 "Bad Gateway"), before anything else happens, for retry tests.
 * ``parse_mode="HTML"`` text is checked for the tags Telegram supports and balanced nesting
   (400 "can't parse entities" otherwise); the returned Message carries the text without tags
-  (and no entities). Markdown is not checked.
+  (and no entities). Markdown is not checked. Text over 4,096 characters and captions over
+  1,024 answer 400 "message is too long" / "message caption is too long", counted as Telegram
+  counts them: after the tags are parsed away. The returned Message has ``reply_markup`` only
+  for an inline keyboard (a reply keyboard is not part of a Message).
 
 Every accepted message is recorded as a :class:`Sent` with the time of ``clock``
 (``time.monotonic()``, comparable across processes on Linux; tests may pass a clock they
@@ -370,18 +373,17 @@ class FakeBotApi:
             text = str(params.get("text") or "")
             if not text.strip():
                 raise ApiError(400, "Bad Request: message text is empty")
-            if len(text) > MAX_TEXT:
-                raise ApiError(400, "Bad Request: message is too long")
-            api, text_key = "sendMessage", "text"
+            api, text_key, limit, what = "sendMessage", "text", MAX_TEXT, "message"
         else:
             photo = params.get("photo") or None
             if photo is None:
                 raise ApiError(400, "Bad Request: there is no photo in the request")
             text = str(params["caption"]) if params.get("caption") else None
-            if text is not None and len(text) > MAX_CAPTION:
-                raise ApiError(400, "Bad Request: message caption is too long")
-            api, text_key = "sendPhoto", "caption"
+            api, text_key, limit, what = "sendPhoto", "caption", MAX_CAPTION, "message caption"
         shown = _html_text(text) if text and str(parse_mode).lower() == "html" else text
+        # Telegram counts the characters left after entity parsing (tags are not counted)
+        if shown is not None and len(shown) > limit:
+            raise ApiError(400, f"Bad Request: {what} is too long")
         sent = self._deliver(api, chat_id, text, parse_mode, markup, photo)
 
         message: JSONDict = {
@@ -411,7 +413,9 @@ class FakeBotApi:
                     "file_size": 150_000,
                 },
             ]
-        if markup is not None:
+        if isinstance(markup, dict) and markup.get("inline_keyboard"):
+            # Message.reply_markup is only ever an inline keyboard: a reply keyboard or its
+            # removal is shown by the client, and Telegram does not return it
             message["reply_markup"] = markup
         return message
 

@@ -14,7 +14,14 @@ from typing import Any
 
 import httpx
 import pytest
-from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Message
+from telegram import (
+    Bot,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    KeyboardButton,
+    Message,
+    ReplyKeyboardMarkup,
+)
 from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, RetryAfter
 
 from tests.support.fake_bot_api import Upload, running
@@ -290,6 +297,28 @@ def test_html_text_and_inline_keyboard_are_recorded_as_sent() -> None:
     }
     assert message.text == "Tiket #12 & status: selesai"  # Telegram answers without the tags
     assert message.reply_markup == keyboard
+
+
+def test_lengths_count_after_parsing_and_reply_keyboards_are_not_returned() -> None:
+    keyboard = ReplyKeyboardMarkup([[KeyboardButton("Kirim lokasi", request_location=True)]])
+
+    async def scenario(bot: Bot) -> list[Message]:
+        tagged = await bot.send_message(41, "<b>" + "x" * 4096 + "</b>", parse_mode="HTML")
+        with pytest.raises(BadRequest, match="[Mm]essage is too long"):
+            await bot.send_message(41, "<b>" + "x" * 4097 + "</b>", parse_mode="HTML")
+        caption = await bot.send_photo(41, "AgACphoto", caption="y" * 1024)
+        with pytest.raises(BadRequest, match="[Mm]essage caption is too long"):
+            await bot.send_photo(41, "AgACphoto", caption="y" * 1025)
+        asking = await bot.send_message(42, "Di mana lokasinya?", reply_markup=keyboard)
+        return [tagged, caption, asking]
+
+    with running(TOKEN) as fake:
+        tagged, caption, asking = with_bot(fake.url, scenario)
+        sent = fake.state.messages
+
+    assert len(tagged.text) == 4096 and caption.caption == "y" * 1024
+    assert asking.reply_markup is None  # PTB could not even parse a reply keyboard there
+    assert sent[-1].reply_markup == keyboard.to_dict()  # what the bot sent is recorded
 
 
 def test_stats_report_chats_that_got_the_same_text_twice() -> None:
