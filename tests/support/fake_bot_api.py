@@ -159,7 +159,7 @@ import threading
 import time
 import uuid
 from collections import Counter, OrderedDict, deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from html import unescape
 from html.parser import HTMLParser
@@ -609,6 +609,7 @@ class FakeBotApi:
                 "forbidden": self._refused[403],
                 "bad_request": self._refused[400],
                 "conflicts": self._refused[409],
+                "abandoned_polls": self._abandoned_polls,
                 "server_errors": sum(n for code, n in self._refused.items() if code >= 500),
                 "refused": {str(code): n for code, n in sorted(self._refused.items())},
                 "duplicates": sorted(self._duplicates),
@@ -657,6 +658,7 @@ class FakeBotApi:
         self._queues: dict[tuple[str, int], deque[int]] = {}
         self._records: dict[int, UpdateRecord] = {}
         self._not_allowed = 0
+        self._abandoned_polls = 0
         self._webhook_error: tuple[int, str] | None = None
         self._poll_generation = 0
         self._prev_offset: int | None = None
@@ -855,7 +857,7 @@ class FakeBotApi:
             if method in _SENDS:
                 result: Any = self._send(method, params)
             elif method == "getUpdates":
-                result = await self._get_updates(params)
+                result = await self._get_updates(params, request.is_disconnected)
             else:
                 result = self._handlers[method](self, method, params)
             if method == "setWebhook" and self._webhook_task_due():
@@ -1158,7 +1160,9 @@ class FakeBotApi:
             await asyncio.sleep(delay)
         raise ApiError(409, description)
 
-    async def _get_updates(self, params: JSONDict) -> list[JSONDict]:
+    async def _get_updates(
+        self, params: JSONDict, disconnected: Callable[[], Awaitable[bool]]
+    ) -> list[JSONDict]:
         offset = _clamped_int(params, "offset", 0, -(2**31), 2**31 - 1)
         limit = _clamped_int(params, "limit", 100, 1, 100)
         timeout = min(max(_number(params, "timeout"), 0.0), LONG_POLL_MAX_TIMEOUT)
@@ -1205,6 +1209,12 @@ class FakeBotApi:
             finally:
                 self._updates_changed.forget(entry)
             await asyncio.sleep(0.001)  # Telegram's server waits 1 ms for what comes along
+        if await disconnected():
+            # the client gave up on this poll (PTB does when it stops): the 409 Telegram sends
+            # reaches nobody, so it is counted apart from the conflicts a client sees
+            with self._lock:
+                self._abandoned_polls += 1
+            return []
         if webhook_active:
             await self._conflict("Conflict: terminated by setWebhook request")
         await self._conflict(

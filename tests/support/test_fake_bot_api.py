@@ -38,8 +38,15 @@ from telegram.error import (
     NetworkError,
     RetryAfter,
 )
+from telegram.ext import (
+    Application,
+    ApplicationBuilder,
+    CallbackQueryHandler,
+    CommandHandler,
+    ContextTypes,
+)
 
-from tests.support.fake_bot_api import SECRET_HEADER, Upload, running
+from tests.support.fake_bot_api import SECRET_HEADER, JSONDict, Upload, running
 from tests.support.fake_bot_updates import (
     callback_update,
     location_update,
@@ -799,3 +806,65 @@ def test_set_webhook_is_accepted_once_a_second() -> None:
     assert isinstance(results[3], RetryAfter)  # 1 s has not passed again
     assert results[4] is True
     assert stats["too_many_requests_by_bucket"] == {"setWebhook": 2}
+
+
+def test_a_polling_application_answers_a_command_and_a_button_tap() -> None:
+    """PTB's own polling loop, as ``warga run`` uses it, against the fake."""
+    keyboard = InlineKeyboardMarkup([[InlineKeyboardButton("Ya", callback_data="ya")]])
+
+    async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        assert update.effective_chat is not None
+        await context.bot.send_message(update.effective_chat.id, "Lanjut?", reply_markup=keyboard)
+
+    async def tapped(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        query = update.callback_query
+        assert query is not None and update.effective_chat is not None
+        await query.answer()
+        await query.edit_message_reply_markup(None)
+        await context.bot.send_message(update.effective_chat.id, f"Pilihan: {query.data}")
+
+    async def post_init(app: Application) -> None:
+        await app.bot.set_my_commands([BotCommand("start", "Mulai")])
+
+    async def scenario() -> list[JSONDict]:
+        app = (
+            ApplicationBuilder()
+            .token(TOKEN)
+            .base_url(f"{fake.url}/bot")
+            .base_file_url(f"{fake.url}/file/bot")
+            .post_init(post_init)
+            .build()
+        )
+        app.add_handler(CommandHandler("start", start))
+        app.add_handler(CallbackQueryHandler(tapped))
+        async with app:
+            await app.post_init(app)  # type: ignore[misc]
+            await app.start()
+            await app.updater.start_polling(timeout=timedelta(seconds=5))  # type: ignore[union-attr]
+            fake.state.push(text_update(21, "/start"))
+            async with httpx.AsyncClient(base_url=fake.url) as client:
+                ask = (await client.get("/_fake/messages", params={"wait": 5})).json()
+                fake.state.push(callback_update(21, "ya", ask[0]["message_id"]))
+                params = {"since": 1, "wait": 5}
+                answer = (await client.get("/_fake/messages", params=params)).json()
+            await app.updater.stop()  # type: ignore[union-attr]
+            await app.stop()
+        return ask + answer
+
+    with running(TOKEN, scale=20) as fake:
+        sent = asyncio.run(scenario())
+        stats = fake.state.stats()
+        calls = [c.method for c in fake.state.calls()]
+        edited = fake.state.bot_message(21, sent[0]["message_id"])
+
+    assert [m["text"] for m in sent] == ["Lanjut?", "Pilihan: ya"]
+    assert calls == [
+        "setMyCommands",
+        "deleteWebhook",
+        "answerCallbackQuery",
+        "editMessageReplyMarkup",
+    ]
+    assert edited is not None and "reply_markup" not in edited
+    assert stats["updates"]["confirmed"] == 2  # the last getUpdates confirmed the tap too
+    assert stats["too_many_requests"] == 0 and stats["conflicts"] == 0
+    assert stats["abandoned_polls"] == 1  # the poll PTB gave up on when it stopped
