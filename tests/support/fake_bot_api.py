@@ -114,11 +114,20 @@ Inspection on the same server, outside ``/bot``:
 * ``GET /_fake/calls[?method=<name>][&since=<index>]``: the other calls the bot made (edits,
   callback answers, chat actions, commands, webhook settings) with their parameters and status;
   ``getUpdates`` and the sends are only counted (``stats()["calls"]``);
-* ``GET /_fake/webhook``: the webhook as set, with its secret; ``GET /_fake/stats``;
+* ``GET /_fake/webhook``: the webhook as set, with its secret;
+* ``GET /_fake/stats``: accepted messages (in all and per chat), refusals by status, 429s by
+  bucket and by chat, duplicates, rate, calls per method, updates by state, ``conflicts``
+  (409s a client received) and ``abandoned_polls`` (held polls whose client had gone, as PTB's
+  when it stops polling: Telegram's 409 to those reaches nobody);
 * ``POST /_fake/updates`` (push), ``POST /_fake/blocked`` (JSON list of chat ids to add),
   ``POST /_fake/reset`` (forgets messages, updates and their records, calls, counters, buckets
   and penalties, files and callback queries; keeps the configuration, the blocked chats, the
   webhook, the commands and the update numbering).
+
+The same from Python on ``FakeBotApi``: ``push(*updates)``, ``messages``,
+``messages_to(chat_id)``, ``bot_message(chat_id, message_id)`` (as edited), ``updates``,
+``calls(method)``, ``webhook``, ``commands(scope, language_code)``, ``refused``, ``stats()``,
+``block(chat_ids)``, ``reset()``.
 
 In-process::
 
@@ -137,7 +146,9 @@ Throughput, measured on the 2-core Xeon while other test runs kept its load at 3
 out of the way with ``scale=1000``, server as a process: 1,100-1,370 sendMessage/s from 8
 keep-alive connections of a minimal asyncio client, 0.45-0.57 ms of server CPU per request.
 python-telegram-bot's ``Bot.send_message`` (16 concurrent) reaches 80-190 messages/s against it,
-in-process or not: PTB's client is the bottleneck, far above Telegram's 30/s.
+in-process or not: PTB's client is the bottleneck, far above Telegram's 30/s. Webhook delivery
+of 2,000 updates from 200 chats to a minimal Starlette receiver: 1.7 s, 0.7 ms of server CPU
+per update; 2,000 through getUpdates: 0.2 s.
 """
 
 from __future__ import annotations
