@@ -6,6 +6,7 @@ import asyncio
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -14,14 +15,50 @@ from typing import Any
 
 import httpx
 import pytest
-from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Message
-from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, RetryAfter
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from telegram import (
+    Bot,
+    BotCommand,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    KeyboardButton,
+    Message,
+    ReplyKeyboardMarkup,
+    Update,
+)
+from telegram.constants import ChatAction
+from telegram.error import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    InvalidToken,
+    NetworkError,
+    RetryAfter,
+)
+from telegram.ext import (
+    Application,
+    ApplicationBuilder,
+    CallbackQueryHandler,
+    CommandHandler,
+    ContextTypes,
+)
 
-from tests.support.fake_bot_api import Upload, running
+from tests.support.fake_bot_api import SECRET_HEADER, JSONDict, Upload, running
+from tests.support.fake_bot_updates import (
+    callback_update,
+    location_update,
+    photo_update,
+    text_update,
+)
+from tests.support.servers import serving, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 CAPTION = "Jalan rusak – dekat SD 🚧"  # multipart form field, not ASCII
 TOKEN = "4242:FAKE-test-token"  # noqa: S105 - made up
+HOOK_SECRET = "rahasia-123"  # noqa: S105 - made up
 
 
 @pytest.fixture(autouse=True)
@@ -34,7 +71,8 @@ def with_bot(url: str, scenario: Callable[[Bot], Awaitable[Any]]) -> Any:
     """Run ``scenario`` with a real PTB Bot pointed at the fake's root ``url``."""
 
     async def run() -> Any:
-        async with Bot(TOKEN, base_url=f"{url}/bot") as bot:  # initialize() calls getMe
+        bot = Bot(TOKEN, base_url=f"{url}/bot", base_file_url=f"{url}/file/bot")
+        async with bot:  # initialize() calls getMe
             return await scenario(bot)
 
     return asyncio.run(run())
@@ -292,6 +330,28 @@ def test_html_text_and_inline_keyboard_are_recorded_as_sent() -> None:
     assert message.reply_markup == keyboard
 
 
+def test_lengths_count_after_parsing_and_reply_keyboards_are_not_returned() -> None:
+    keyboard = ReplyKeyboardMarkup([[KeyboardButton("Kirim lokasi", request_location=True)]])
+
+    async def scenario(bot: Bot) -> list[Message]:
+        tagged = await bot.send_message(41, "<b>" + "x" * 4096 + "</b>", parse_mode="HTML")
+        with pytest.raises(BadRequest, match="[Mm]essage is too long"):
+            await bot.send_message(41, "<b>" + "x" * 4097 + "</b>", parse_mode="HTML")
+        caption = await bot.send_photo(41, "AgACphoto", caption="y" * 1024)
+        with pytest.raises(BadRequest, match="[Mm]essage caption is too long"):
+            await bot.send_photo(41, "AgACphoto", caption="y" * 1025)
+        asking = await bot.send_message(42, "Di mana lokasinya?", reply_markup=keyboard)
+        return [tagged, caption, asking]
+
+    with running(TOKEN) as fake:
+        tagged, caption, asking = with_bot(fake.url, scenario)
+        sent = fake.state.messages
+
+    assert len(tagged.text) == 4096 and caption.caption == "y" * 1024
+    assert asking.reply_markup is None  # PTB could not even parse a reply keyboard there
+    assert sent[-1].reply_markup == keyboard.to_dict()  # what the bot sent is recorded
+
+
 def test_stats_report_chats_that_got_the_same_text_twice() -> None:
     async def scenario(bot: Bot) -> None:
         await bot.send_message(1, "Pengumuman")
@@ -381,15 +441,42 @@ def test_separate_process_announces_ready_and_serves() -> None:
         assert line.startswith("READY http://127.0.0.1:"), line
         url = line.split()[1]
 
-        async def scenario(bot: Bot) -> Message:
+        async def scenario(bot: Bot) -> tuple[Message, Any, Any, tuple[Update, ...]]:
             with pytest.raises(Forbidden):
                 await bot.send_message(66, "x")
-            return await bot.send_message(65, "dari proses lain")
+            async with httpx.AsyncClient(base_url=url) as client:
+                # a test waits for the bot's answer rather than polling for it
+                replies = asyncio.create_task(
+                    client.get("/_fake/messages", params={"chat_id": 65, "wait": 10})
+                )
+                await asyncio.sleep(0.1)
+                message = await bot.send_message(65, "dari proses lain")
+                users = [text_update(65, "/start"), callback_update(65, "ya", message.message_id)]
+                pushed = (await client.post("/_fake/updates", json=users)).json()
+                return message, (await replies).json(), pushed, await bot.get_updates()
 
-        message = with_bot(url, scenario)
+        message, replies, pushed, updates = with_bot(url, scenario)
         messages = httpx.get(f"{url}/_fake/messages").json()
+        # a long poll held when the server is told to stop is answered, and the stop is quick
+        offset = updates[-1].update_id + 1
+        held: list[httpx.Response] = []
+        poll = threading.Thread(
+            target=lambda: held.append(
+                httpx.post(
+                    f"{url}/bot{TOKEN}/getUpdates",
+                    data={"offset": offset, "timeout": 30},
+                    timeout=40,
+                )
+            )
+        )
+        poll.start()
+        assert wait_for(lambda: httpx.get(f"{url}/_fake/stats").json()["calls"]["getUpdates"] == 2)
+        time.sleep(0.05)  # from the counter to the hold
+        stopping = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0, proc.stderr.read() if proc.stderr else ""
+        stopped_in = time.monotonic() - stopping
+        poll.join(timeout=10)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -399,7 +486,385 @@ def test_separate_process_announces_ready_and_serves() -> None:
                 stream.close()
 
     assert message.text == "dari proses lain"
+    assert [(m["chat_id"], m["text"], m["index"]) for m in replies] == [
+        (65, "dari proses lain", 0)
+    ]
     assert [(m["chat_id"], m["text"], m["method"]) for m in messages] == [
         (65, "dari proses lain", "sendMessage")
     ]
+    assert pushed == {"ok": True, "update_ids": [1, 2]}
+    assert updates[0].message.text == "/start"
+    assert updates[1].callback_query.message.text == "dari proses lain"
+    assert held[0].json() == {"ok": True, "result": []} and stopped_in < 5
     assert time.monotonic() - 60 < messages[0]["at"] <= time.monotonic()  # one clock for both
+
+
+# -- the methods a running bot calls ------------------------------------------------------------
+
+
+def test_commands_chat_actions_locations_and_files() -> None:
+    commands = [BotCommand("start", "Mulai"), BotCommand("lapor", "Buat laporan")]
+
+    async def scenario(bot: Bot) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        assert await bot.set_my_commands(commands)
+        assert await bot.set_my_commands(commands[:1], language_code="en")
+        out["id"] = await bot.get_my_commands()
+        out["en"] = await bot.get_my_commands(language_code="en")
+        with pytest.raises(BadRequest, match="(?i)bot_command_invalid"):
+            await bot.set_my_commands([BotCommand("Lapor", "huruf besar")])
+        assert await bot.delete_my_commands(language_code="en")
+        out["en_after"] = await bot.get_my_commands(language_code="en")
+        assert await bot.send_chat_action(70, ChatAction.TYPING)
+        with pytest.raises(BadRequest, match="[Ww]rong parameter action"):
+            await bot.send_chat_action(70, "dancing")
+        with pytest.raises(Forbidden):
+            await bot.send_chat_action(71, ChatAction.TYPING)
+        out["pin"] = await bot.send_location(70, latitude=0.5071, longitude=101.4478)
+        with pytest.raises(BadRequest, match="[Ii]nvalid file_id"):
+            await bot.get_file("AgACnever-seen")
+        [update_id] = fake.state.push(photo_update(70, caption="Jalan rusak", file_id="AgACbig"))
+        file = await bot.get_file("AgACbig")
+        out["file"], out["bytes"] = file, await file.download_as_bytearray()
+        sent = await bot.send_photo(70, b"\x89PNG", caption="bukti")
+        out["sent_file"] = await bot.get_file(sent.photo[-1].file_id)
+        return out
+
+    with running(TOKEN, blocked={71}) as fake:
+        out = with_bot(fake.url, scenario)
+        calls = fake.state.calls()
+        stats = fake.state.stats()
+        assert fake.state.commands() == [c.to_dict() for c in commands]
+
+    assert [c.command for c in out["id"]] == ["start", "lapor"]
+    assert [c.command for c in out["en"]] == ["start"] and out["en_after"] == ()
+    assert out["pin"].location.latitude == 0.5071 and out["pin"].location.longitude == 101.4478
+    assert (
+        "/file/bot4242:FAKE-test-token/photos/" in out["file"].file_path
+        and out["file"].file_size == 120_000
+    )
+    assert len(out["bytes"]) == 120_000
+    assert out["sent_file"].file_path != out["file"].file_path
+    assert [(c.method, c.status) for c in calls if c.method == "sendChatAction"] == [
+        ("sendChatAction", 200),
+        ("sendChatAction", 400),
+        ("sendChatAction", 403),
+    ]
+    assert stats["calls"]["setMyCommands"] == 3 and stats["accepted"] == 2  # location, photo
+
+
+def test_edits_and_callback_answers_as_telegram_answers_them() -> None:
+    keyboard = InlineKeyboardMarkup([[InlineKeyboardButton("Kirim", callback_data="send")]])
+
+    async def scenario(bot: Bot) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        summary = await bot.send_message(80, "Ringkasan laporan", reply_markup=keyboard)
+        [update_id] = fake.state.push(callback_update(80, "send", summary.message_id))
+        [update] = await bot.get_updates()
+        query = update.callback_query
+        out["query"] = query
+        assert await query.answer()
+        with pytest.raises(BadRequest, match="[Qq]uery is too old"):
+            await query.answer()  # a second answer
+        with pytest.raises(BadRequest, match="[Qq]uery is too old"):
+            await bot.answer_callback_query("12345")
+        out["spent"] = await query.edit_message_reply_markup(None)
+        with pytest.raises(BadRequest, match="[Mm]essage is not modified"):
+            await query.edit_message_reply_markup(None)
+        out["edited"] = await bot.edit_message_text("Terkirim", 80, summary.message_id)
+        with pytest.raises(BadRequest, match="[Mm]essage is not modified"):
+            await bot.edit_message_text("Terkirim", 80, summary.message_id)
+        with pytest.raises(BadRequest, match="[Mm]essage to edit not found"):
+            await bot.edit_message_text("x", 80, 9999)
+        photo = await bot.send_photo(80, "AgACfoto", caption="foto")
+        with pytest.raises(BadRequest, match="[Nn]o text in the message to edit"):
+            await bot.edit_message_text("x", 80, photo.message_id)
+        [user_message] = fake.state.push(text_update(80, "halo"))
+        [mine] = (await bot.get_updates(offset=update_id + 1))[-1:]
+        with pytest.raises(BadRequest, match="[Cc]an't be edited"):
+            await bot.edit_message_text("x", 80, mine.message.message_id)
+        out["inline"] = await bot.edit_message_text("x", inline_message_id="AgAAAinline")
+        return out
+
+    with running(TOKEN) as fake:
+        out = with_bot(fake.url, scenario)
+        stats = fake.state.stats()
+        stored = fake.state.bot_message(80, out["edited"].message_id)
+
+    query = out["query"]
+    assert query.data == "send" and query.from_user.id == 80 and query.chat_instance
+    assert query.message.reply_markup.inline_keyboard[0][0].text == "Kirim"  # as sent
+    assert out["spent"].reply_markup is None and out["spent"].text == "Ringkasan laporan"
+    assert out["edited"].text == "Terkirim" and out["edited"].edit_date is not None
+    assert stored is not None and stored["text"] == "Terkirim" and "reply_markup" not in stored
+    assert out["inline"] is True
+    assert stats["accepted"] == 2  # edits and answers are not messages
+    assert stats["too_many_requests"] == 0
+
+
+def test_send_location_counts_against_the_chat_limit_and_edits_do_not() -> None:
+    clock = ManualClock()
+
+    async def scenario(bot: Bot) -> list[Any]:
+        results: list[Any] = [
+            await outcome(bot.send_message(90, "Lokasi kantor:")),
+            await outcome(bot.send_location(90, latitude=0.5, longitude=101.4)),
+            await outcome(bot.send_photo(90, "AgACkantor")),
+            await outcome(bot.send_location(90, latitude=0.5, longitude=101.4)),
+        ]
+        first = results[0]
+        results.append(await outcome(bot.edit_message_text("Lokasi kantor", 90, first.id)))
+        results.append(await outcome(bot.send_chat_action(90, ChatAction.FIND_LOCATION)))
+        clock.now = START + 1
+        results.append(await outcome(bot.send_location(90, latitude=0.6, longitude=101.5)))
+        return results
+
+    with running(TOKEN, clock=clock) as fake:
+        results = with_bot(fake.url, scenario)
+        stats = fake.state.stats()
+        methods = [s.method for s in fake.state.messages_to(90)]
+
+    kinds = [type(r).__name__ for r in results]
+    assert kinds == ["Message", "Message", "Message", "RetryAfter", "Message", "bool", "Message"]
+    assert results[3].retry_after == timedelta(seconds=1)
+    assert methods == ["sendMessage", "sendLocation", "sendPhoto", "sendLocation"]
+    assert stats["too_many_requests_by_bucket"] == {"chat": 1}
+    assert stats["too_many_requests_per_chat"] == {"90": 1}
+
+
+# -- updates: long polling ----------------------------------------------------------------------
+
+
+def test_long_polling_returns_updates_until_an_offset_confirms_them() -> None:
+    clock = ManualClock()
+
+    async def scenario(bot: Bot) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        ids = fake.state.push(
+            text_update(7, "/start", first_name="Ani"),
+            location_update(7, 0.5071, 101.4478),
+            photo_update(8, caption="Sampah menumpuk"),
+        )
+        out["ids"] = ids
+        out["first"] = await bot.get_updates()
+        clock.now += 1  # past the 0.5 s in which a repeated offset gets a single update
+        out["again"] = await bot.get_updates()  # nothing was confirmed
+        out["later"] = await bot.get_updates(offset=ids[1] + 1)
+        out["quick_repeat"] = len(await bot.get_updates(offset=ids[1] - 5))
+        return out
+
+    with running(TOKEN, clock=clock) as fake:
+        out = with_bot(fake.url, scenario)
+        records = {r.update_id: r for r in fake.state.updates}
+
+    ids = out["ids"]
+    assert ids == [1, 2, 3]
+    start, pin, photo = out["first"]
+    assert [u.update_id for u in out["first"]] == [u.update_id for u in out["again"]] == ids
+    assert start.message.text == "/start" and start.message.from_user.first_name == "Ani"
+    assert start.message.entities[0].type == "bot_command" and start.message.chat.type == "private"
+    assert start.message.from_user.language_code == "id"
+    assert pin.message.location.latitude == 0.5071
+    assert photo.message.caption == "Sampah menumpuk" and len(photo.message.photo) == 3
+    assert start.message.message_id < pin.message.message_id  # the fake numbered them
+    assert [u.update_id for u in out["later"]] == [3]
+    assert out["quick_repeat"] == 1
+    assert records[1].state == records[2].state == "confirmed"
+    assert records[1].attempts == 2 and records[1].via == "getUpdates"
+    assert records[3].state == "pending" and records[3].acked_at is None
+
+
+def test_a_long_poll_returns_when_an_update_arrives_and_a_second_poller_conflicts() -> None:
+    async def scenario(bot: Bot) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        started = time.monotonic()
+        poll = asyncio.create_task(bot.get_updates(timeout=timedelta(seconds=10)))
+        await asyncio.sleep(0.2)
+        fake.state.push(text_update(9, "jalan berlubang"))
+        out["updates"] = await poll
+        out["waited"] = time.monotonic() - started
+        offset = out["updates"][-1].update_id + 1
+        held = asyncio.create_task(bot.get_updates(offset, timeout=timedelta(seconds=10)))
+        await asyncio.sleep(0.2)
+        async with Bot(TOKEN, base_url=f"{fake.url}/bot") as other:  # another instance
+            out["second"] = await other.get_updates(offset + 1)
+        out["first"] = await outcome(held)
+        # with a negative offset only the last updates stay, the others are forgotten
+        fake.state.push(text_update(9, "satu"), text_update(9, "dua"), text_update(9, "tiga"))
+        out["last"] = await bot.get_updates(-1)
+        # updates of a type the bot did not ask for are not created
+        await bot.get_updates(allowed_updates=["callback_query"])
+        out["not_allowed"] = fake.state.push(text_update(9, "diabaikan"))
+        await bot.get_updates(allowed_updates=[])
+        return out
+
+    with running(TOKEN, scale=20) as fake:
+        out = with_bot(fake.url, scenario)
+        stats = fake.state.stats()
+
+    assert [u.message.text for u in out["updates"]] == ["jalan berlubang"]
+    assert 0.2 <= out["waited"] < 2
+    assert out["second"] == ()
+    assert isinstance(out["first"], Conflict)
+    assert "terminated by other getUpdates request" in str(out["first"])
+    assert [u.message.text for u in out["last"]] == ["tiga"]
+    assert out["not_allowed"] == [None]
+    assert stats["conflicts"] == 1
+    assert stats["updates"] == {
+        "pushed": 4,
+        "not_allowed": 1,
+        "pending": 1,
+        "confirmed": 1,
+        "dropped": 2,
+        "expired": 0,
+    }
+
+
+# -- updates: webhook ---------------------------------------------------------------------------
+
+
+def test_webhook_delivers_with_the_secret_retries_failures_and_keeps_each_chat_in_order() -> None:
+    received: list[tuple[int, str | None]] = []
+    failures = {1: 2}  # the first update is refused twice
+
+    async def receive(request: Request) -> Response:
+        update = await request.json()
+        received.append((update["update_id"], request.headers.get(SECRET_HEADER)))
+        if failures.get(update["update_id"], 0) > 0:
+            failures[update["update_id"]] -= 1
+            return Response("oops", status_code=500)
+        return Response(status_code=200)
+
+    receiver = Starlette(routes=[Route("/telegram", receive, methods=["POST"])])
+
+    async def scenario(bot: Bot, hook_url: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        assert await bot.set_webhook(
+            hook_url, secret_token=HOOK_SECRET, max_connections=2, allowed_updates=[]
+        )
+        out["ids"] = fake.state.push(
+            text_update(11, "pertama"), text_update(11, "kedua"), text_update(12, "lain")
+        )
+        await asyncio.to_thread(
+            wait_for, lambda: fake.state.stats()["updates"]["confirmed"] == 3, timeout=10
+        )
+        out["info"] = await bot.get_webhook_info()
+        out["polling"] = await outcome(bot.get_updates())
+        assert await bot.delete_webhook()
+        out["after"] = await bot.get_webhook_info()
+        fake.state.push(text_update(11, "lewat polling"))
+        out["polled"] = await bot.get_updates()
+        return out
+
+    with serving(receiver) as root, running(TOKEN, scale=20) as fake:
+        out = with_bot(fake.url, lambda bot: scenario(bot, f"{root}/telegram"))
+        records = {r.update_id: r for r in fake.state.updates}
+        set_call = fake.state.calls("setWebhook")[0]
+
+    first, second, other = out["ids"]
+    assert {secret for _, secret in received} == {HOOK_SECRET}
+    chat_11 = [update_id for update_id, _ in received if update_id != other]
+    assert chat_11 == [first, first, first, second]  # the second waited for the first's 2xx
+    assert records[first].attempts == 3 and records[first].state == "confirmed"
+    assert (
+        records[first].last_error == "Wrong response from the webhook: 500 Internal Server Error"
+    )
+    assert records[first].first_sent_at < records[first].acked_at
+    assert records[other].attempts == 1 and records[other].via == "webhook"
+    info = out["info"]
+    assert info.url.endswith("/telegram") and info.pending_update_count == 0
+    assert info.max_connections == 2 and info.last_error_message.startswith("Wrong response")
+    assert isinstance(out["polling"], Conflict)
+    assert "can't use getUpdates method while webhook is active" in str(out["polling"])
+    assert out["after"].url == "" and [u.message.text for u in out["polled"]] == ["lewat polling"]
+    assert set_call.description == "Webhook was set"
+    assert set_call.params["secret_token"] == HOOK_SECRET
+
+
+def test_set_webhook_is_accepted_once_a_second() -> None:
+    clock = ManualClock()
+
+    async def scenario(bot: Bot) -> list[Any]:
+        results = [
+            await outcome(bot.set_webhook("http://127.0.0.1:9/a")),
+            await outcome(bot.set_webhook("http://127.0.0.1:9/b")),
+        ]
+        clock.now += 1
+        results.append(await outcome(bot.set_webhook("http://127.0.0.1:9/b")))
+        bad_secret = "a:b"  # noqa: S105 - refused: only A-Z, a-z, 0-9, _ and -
+        results.append(
+            await outcome(bot.set_webhook("http://127.0.0.1:9/c", secret_token=bad_secret))
+        )
+        results.append(await outcome(bot.delete_webhook()))
+        return results
+
+    with running(TOKEN, clock=clock) as fake:
+        results = with_bot(fake.url, scenario)
+        stats = fake.state.stats()
+
+    assert results[0] is True and isinstance(results[1], RetryAfter) and results[2] is True
+    assert isinstance(results[3], RetryAfter)  # 1 s has not passed again
+    assert results[4] is True
+    assert stats["too_many_requests_by_bucket"] == {"setWebhook": 2}
+
+
+def test_a_polling_application_answers_a_command_and_a_button_tap() -> None:
+    """PTB's own polling loop, as ``warga run`` uses it, against the fake."""
+    keyboard = InlineKeyboardMarkup([[InlineKeyboardButton("Ya", callback_data="ya")]])
+
+    async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        assert update.effective_chat is not None
+        await context.bot.send_message(update.effective_chat.id, "Lanjut?", reply_markup=keyboard)
+
+    async def tapped(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        query = update.callback_query
+        assert query is not None and update.effective_chat is not None
+        await query.answer()
+        await query.edit_message_reply_markup(None)
+        await context.bot.send_message(update.effective_chat.id, f"Pilihan: {query.data}")
+
+    async def post_init(app: Application) -> None:
+        await app.bot.set_my_commands([BotCommand("start", "Mulai")])
+
+    async def scenario() -> list[JSONDict]:
+        app = (
+            ApplicationBuilder()
+            .token(TOKEN)
+            .base_url(f"{fake.url}/bot")
+            .base_file_url(f"{fake.url}/file/bot")
+            .post_init(post_init)
+            .build()
+        )
+        app.add_handler(CommandHandler("start", start))
+        app.add_handler(CallbackQueryHandler(tapped))
+        async with app:
+            await app.post_init(app)  # type: ignore[misc]
+            await app.start()
+            await app.updater.start_polling(timeout=timedelta(seconds=5))  # type: ignore[union-attr]
+            fake.state.push(text_update(21, "/start"))
+            async with httpx.AsyncClient(base_url=fake.url) as client:
+                ask = (await client.get("/_fake/messages", params={"wait": 5})).json()
+                fake.state.push(callback_update(21, "ya", ask[0]["message_id"]))
+                params = {"since": 1, "wait": 5}
+                answer = (await client.get("/_fake/messages", params=params)).json()
+            await app.updater.stop()  # type: ignore[union-attr]
+            await app.stop()
+        return ask + answer
+
+    with running(TOKEN, scale=20) as fake:
+        sent = asyncio.run(scenario())
+        stats = fake.state.stats()
+        calls = [c.method for c in fake.state.calls()]
+        edited = fake.state.bot_message(21, sent[0]["message_id"])
+
+    assert [m["text"] for m in sent] == ["Lanjut?", "Pilihan: ya"]
+    assert calls == [
+        "setMyCommands",
+        "deleteWebhook",
+        "answerCallbackQuery",
+        "editMessageReplyMarkup",
+    ]
+    assert edited is not None and "reply_markup" not in edited
+    assert stats["updates"]["confirmed"] == 2  # the last getUpdates confirmed the tap too
+    assert stats["too_many_requests"] == 0 and stats["conflicts"] == 0
+    assert stats["abandoned_polls"] == 1  # the poll PTB gave up on when it stopped
