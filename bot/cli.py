@@ -482,13 +482,12 @@ def _leave_within(seconds: float) -> None:
 )
 @click.option(
     "--workers",
-    default=8,
-    show_default=True,
+    default=None,
     type=click.IntRange(1, 64),
-    help="Updates handled at once by this process.",
+    help="Updates handled at once by this process [default: 8 on PostgreSQL, 2 on SQLite].",
 )
 @pass_app
-def serve(app: App, host: str, port: int, public_url: str | None, workers: int) -> None:
+def serve(app: App, host: str, port: int, public_url: str | None, workers: int | None) -> None:
     """Serve the web app: the Open311 API (docs at /docs), and the Telegram and WhatsApp
     webhooks when they are configured; several processes may share one database."""
     import uvicorn

@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 STALE = 60.0  # seconds without a heartbeat before a worker counts as dead
 LAG_LIMIT = 60.0  # seconds the oldest stored update may wait before the process is behind
 CHECK_TIMEOUT = 3.0  # seconds the database has to answer a readiness check
+# SQLite takes one writer at a time: more workers would only queue for its lock (and keep the
+# dispatcher from recording what it sent).
+SQLITE_WORKERS = 2
 
 
 class Channel(Protocol):
@@ -60,7 +63,7 @@ class Service:
 
     assistant: Assistant
     channels: Sequence[Channel]
-    workers: int = WORKERS
+    workers: int | None = None  # None: WORKERS on PostgreSQL, SQLITE_WORKERS on SQLite
     broadcasts: bool = True  # Telegram announcements (WhatsApp residents do not follow yet)
     housekeeping: bool = True
     background: bool = True  # False: build the workers but run none (a test drives them)
@@ -83,10 +86,14 @@ class Service:
             paces={c.name: c.pace for c in self.channels} if self.paced else {},
         )
         dispatcher = self.dispatcher
+        workers = self.workers
+        if workers is None:
+            sqlite = a.sessions.kw["bind"].dialect.name == "sqlite"
+            workers = SQLITE_WORKERS if sqlite else WORKERS
         self.inbox = InboxWorker(
             a.sessions,
             {c.name: c.handler for c in self.channels},
-            workers=self.workers,
+            workers=workers,
             on_replies=dispatcher.wake.set,
         )
         for channel in self.channels:
