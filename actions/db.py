@@ -42,7 +42,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         url = str(parsed.set(drivername="postgresql+psycopg"))  # psycopg 3, not psycopg2
     connect_args = {**POSTGRES_CONNECT_ARGS, **kwargs.pop("connect_args", {})}
     options = kwargs if "poolclass" in kwargs else {**POOL, **kwargs}
-    return create_engine(url, pool_pre_ping=True, connect_args=connect_args, **options)
+    # No ping before each use (a round trip per transaction): a connection found dead fails its
+    # transaction, SQLAlchemy then drops the whole pool, and the caller tries again.
+    return create_engine(url, connect_args=connect_args, **options)
 
 
 def _configure_sqlite(engine: Engine) -> None:

@@ -104,24 +104,28 @@ def _sql(session: Session) -> dict[str, Executable]:
     return _statements(session.get_bind().dialect.name)
 
 
-def put(session: Session, *, channel: str, updates: Iterable[NewUpdate], now: datetime) -> int:
-    """Store updates; one already pending is not stored twice. Return how many were new."""
-    statement, conn = _sql(session)["put"], session.connection()
-    stored = 0
-    for update_ in updates:
-        row = {
+def put(
+    session: Session, *, channel: str, updates: Iterable[NewUpdate], now: datetime
+) -> int:
+    """Store updates in one statement; one already pending is not stored twice. Return how
+    many were new."""
+    rows = [
+        {
             "channel": channel,
-            "update_id": update_.update_id,
-            "sender": update_.sender,
-            "payload": json.dumps(update_.payload, separators=(",", ":")),
+            "update_id": new.update_id,
+            "sender": new.sender,
+            "payload": json.dumps(new.payload, separators=(",", ":")),
             "state": InboxState.PENDING.value,
             "attempts": 0,
             "next_attempt_at": now,
             "received_at": now,
             "last_error": "",
         }
-        stored += conn.execute(statement, row).first() is not None
-    return stored
+        for new in updates
+    ]
+    if not rows:
+        return 0
+    return len(session.connection().execute(_sql(session)["put"], rows).all())
 
 
 def take(session: Session, *, channels: Sequence[str], now: datetime) -> StoredUpdate | None:

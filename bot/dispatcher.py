@@ -34,6 +34,8 @@ from functools import cache
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import Executable, bindparam, exists, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from actions.broadcasts import book_slots, hold_all
@@ -172,6 +174,27 @@ def _heads() -> Executable:
     )
 
 
+def _next_pace(
+    resident_id: int, pace: Pace, slot: datetime, tat: datetime | None
+) -> dict[str, object]:
+    """A chat's clock after one message sent at `slot` (a generic cell rate: the next may go
+    once `tat - tolerance` has come)."""
+    tat = max(tat or slot, slot) + timedelta(seconds=pace.chat_interval)
+    return {"resident_id": resident_id, "tat": tat, "ready_at": tat - pace.tolerance}
+
+
+@cache
+def _upsert_pace(dialect: str) -> Executable:
+    """Set a chat's clock (created with its first message); only the dispatcher that holds
+    the chat's next message writes it."""
+    insert_ = {"postgresql": pg_insert, "sqlite": sqlite_insert}[dialect]
+    statement = insert_(ChatPace)
+    return statement.on_conflict_do_update(
+        index_elements=[ChatPace.resident_id],
+        set_={"tat": statement.excluded.tat, "ready_at": statement.excluded.ready_at},
+    )
+
+
 class Dispatcher:
     """Claim due outbox rows with a lease, send them, record the outcome.
 
@@ -239,11 +262,11 @@ class Dispatcher:
                 continue
             rows.append((row, resident, tat))
         slots = self._book(session, [resident.channel for _, resident, _ in rows], wall)
-        deliveries = []
+        deliveries, paced = [], []
         for (row, resident, tat), slot in zip(rows, slots, strict=True):
             pace = self.paces.get(resident.channel)
             if pace is not None:
-                self._pace_chat(session, resident.id, pace, slot, tat)
+                paced.append(_next_pace(resident.id, pace, slot, tat))
             row.claimed_by, row.claimed_until = self.worker, now + (slot - wall) + LEASE
             deliveries.append(
                 Delivery(
@@ -254,6 +277,8 @@ class Dispatcher:
                     slot=slot,
                 )
             )
+        if paced:
+            session.execute(_upsert_pace(session.get_bind().dialect.name), paced)
         return deliveries
 
     def _book(self, session: Session, channels: list[str], now: datetime) -> list[datetime]:
@@ -270,21 +295,6 @@ class Dispatcher:
             for n, i in enumerate(indices):
                 slots[i] = first + timedelta(seconds=n / pace.rate)
         return slots
-
-    @staticmethod
-    def _pace_chat(
-        session: Session, resident_id: int, pace: Pace, slot: datetime, tat: datetime | None
-    ) -> None:
-        """Move the chat's own clock on by one message sent at `slot` (a generic cell rate:
-        the next may go once `tat - tolerance` has come)."""
-        interval = timedelta(seconds=pace.chat_interval)
-        tat = max(tat or slot, slot) + interval
-        values = {"tat": tat, "ready_at": tat - pace.tolerance}
-        changed = session.execute(
-            update(ChatPace).where(ChatPace.resident_id == resident_id).values(**values)
-        )
-        if not changed.rowcount:  # its first message: only this dispatcher has its head
-            session.execute(insert(ChatPace).values(resident_id=resident_id, **values))
 
     def _claim_external(
         self, session: Session, forwarder: Forwarder, now: datetime, limit: int
@@ -460,8 +470,11 @@ class Dispatcher:
     def done(self, delivery: Delivery, result: ForwardResult | None = None) -> None:
         now = self.clock()
         with self.sessions.begin() as session:
-            row = session.get_one(Outbox, delivery.outbox_id)
-            row.state, row.sent_at, row.claimed_until = OutboxState.SENT, now, None
+            session.execute(
+                update(Outbox)
+                .where(Outbox.id == delivery.outbox_id)
+                .values(state=OutboxState.SENT, sent_at=now, claimed_until=None)
+            )
             if delivery.job is not None and result is not None and self.forwarder is not None:
                 self.forwarder.record(session, delivery.job, result, now)
 

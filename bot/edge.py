@@ -1,13 +1,19 @@
-"""What every webhook does first with a request from outside: read at most so much of it."""
+"""What every webhook does with a request from outside: read at most so much of it, check it,
+and store it before answering."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import sys
+from collections.abc import Callable
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
+from actions.inbox import NewUpdate
 from actions.text import TooDeep, clean_json
 
 log = logging.getLogger(__name__)
@@ -60,3 +66,54 @@ def refusal_logged(channel: str, body_size: int, exc: Refused) -> None:
     log.warning(
         "%s webhook: refused %d-byte request (%s): %s", channel, body_size, exc.status, exc
     )
+
+
+class Ingest:
+    """Store what a webhook received, and let the request answer only once it is committed.
+
+    Requests that arrive while a write is under way share the next one: under a burst the
+    store sees a few transactions of many updates instead of one per request. A batch that
+    fails is tried update by update, so one bad update fails only its own request.
+    """
+
+    def __init__(self, store: Callable[[list[NewUpdate]], int]) -> None:
+        self.store = store
+        self._waiting: list[tuple[list[NewUpdate], asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def put(self, updates: list[NewUpdate]) -> None:
+        """Return once `updates` are stored; raise what storing them raised."""
+        done = asyncio.get_running_loop().create_future()
+        self._waiting.append((updates, done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write())
+        await done
+
+    async def _write(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting, []
+            try:
+                await run_in_threadpool(self.store, [u for updates, _ in batch for u in updates])
+            except Exception:  # noqa: BLE001 - each request on its own: only the bad one fails
+                if len(batch) == 1:
+                    _settle(batch[0][1], sys.exc_info()[1])
+                    continue
+                for updates, done in batch:
+                    try:
+                        await run_in_threadpool(self.store, updates)
+                    except Exception as exc:  # noqa: BLE001 - its own request answers 503
+                        _settle(done, exc)
+                    else:
+                        _settle(done, None)
+                continue
+            for _, done in batch:
+                _settle(done, None)
+
+
+def _settle(done: asyncio.Future[None], exc: BaseException | None) -> None:
+    if done.done():  # its request went away (the client hung up)
+        return
+    if exc is None:
+        done.set_result(None)
+    else:
+        done.set_exception(exc)

@@ -97,25 +97,31 @@ class InboxWorker:
     # -- one update, in a thread ---------------------------------------------------------------
 
     def handle_next(self) -> Handled | None:
-        """Take the next due update and handle it; None when there is none."""
+        """Take the next due update and handle it; None when there is none.
+
+        The turn runs in a savepoint: when it fails, its work is undone and the failure is
+        recorded in the same transaction, while the update is still held, so no other worker
+        can try it meanwhile.
+        """
         now = self.clock()
-        stored: StoredUpdate | None = None
-        try:
-            with self.sessions.begin() as session:
-                stored = inbox.take(session, channels=list(self.handlers), now=now)
-                if stored is None:
-                    return None
-                done = self.handlers[stored.channel].handle(session, stored)
-                inbox.handled(session, stored)
-        except Exception as exc:
-            if stored is None or database_trouble(exc):
-                raise
-            self._failed(stored, exc, now)
-            return Handled()
+        with self.sessions.begin() as session:
+            stored = inbox.take(session, channels=list(self.handlers), now=now)
+            if stored is None:
+                return None
+            try:
+                with session.begin_nested():
+                    done = self.handlers[stored.channel].handle(session, stored)
+            except Exception as exc:
+                if database_trouble(exc):
+                    raise
+                return self._failed(session, stored, exc, now)
+            inbox.handled(session, stored)
         self.handled += 1
         return done
 
-    def _failed(self, stored: StoredUpdate, exc: Exception, now: datetime) -> None:
+    def _failed(
+        self, session: Session, stored: StoredUpdate, exc: Exception, now: datetime
+    ) -> Handled:
         give_up = stored.attempts + 1 >= MAX_ATTEMPTS
         log.error(
             "%s update %s failed (attempt %d%s)",
@@ -125,10 +131,9 @@ class InboxWorker:
             ", given up" if give_up else "",
             exc_info=exc,
         )
-        with self.sessions.begin() as session:
-            inbox.failed(session, stored, error=repr(exc), now=now, give_up=give_up)
-            if give_up and self.handlers[stored.channel].apologise(session, stored):
-                self.on_replies()
+        inbox.failed(session, stored, error=repr(exc), now=now, give_up=give_up)
+        apologised = give_up and self.handlers[stored.channel].apologise(session, stored)
+        return Handled(replied=apologised)
 
     async def drain(self) -> int:
         """Handle everything due now, one update after the other (tests)."""

@@ -23,7 +23,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -52,7 +51,7 @@ from actions.models import utcnow
 from actions.text import NAME_LIMIT, clean
 from bot.conversation import Assistant
 from bot.dispatcher import IN_FLIGHT, TELEGRAM_PACE, DeliveryError, queue_replies
-from bot.edge import Refused, checked_json, parse_json, read_body, refusal_logged
+from bot.edge import Ingest, Refused, checked_json, parse_json, read_body, refusal_logged
 from bot.inbox import Handled
 from bot.messages import Incoming, Outgoing, split_text
 from bot.responses import Responses
@@ -422,6 +421,7 @@ class TelegramChannel:
         self.handler = TelegramInbox(assistant, self.bot)
         self.api = ApiState()
         self.on_stored: Callable[[], None] = lambda: None
+        self.ingest = Ingest(self.store)
         self.poll_heartbeat = time.monotonic()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -507,7 +507,7 @@ class TelegramChannel:
         if new is None:
             return Response(status_code=200)
         try:
-            await run_in_threadpool(self.store, [new])
+            await self.ingest.put([new])
         except Exception:  # noqa: BLE001 - Telegram tries again later: nothing is lost
             log.exception("telegram: update %s not stored; Telegram will retry", new.update_id)
             return JSONResponse({"error": "not stored, try again"}, status_code=503)

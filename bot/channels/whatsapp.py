@@ -31,7 +31,6 @@ import httpx
 from aiolimiter import AsyncLimiter
 from pydantic import SecretStr
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
@@ -48,7 +47,7 @@ from actions.signing import signature_ok
 from actions.text import NAME_LIMIT, clean
 from bot.conversation import Assistant
 from bot.dispatcher import WHATSAPP_PACE, DeliveryError, queue_replies
-from bot.edge import Refused, parse_json, read_body, refusal_logged
+from bot.edge import Ingest, Refused, parse_json, read_body, refusal_logged
 from bot.inbox import Handled
 from bot.messages import Button, Incoming, Outgoing, split_text
 
@@ -635,6 +634,7 @@ class WhatsAppChannel:
         self.transport, self.pacing = transport, pacing
         self.handler = WhatsAppInbox(self)
         self.on_stored: Callable[[], None] = lambda: None
+        self.ingest = Ingest(self.store)
         self.http: httpx.AsyncClient | None = None
 
     async def start(self) -> None:
@@ -687,7 +687,7 @@ class WhatsAppChannel:
             return PlainTextResponse(exc.reason, status_code=exc.status)
         if new:
             try:
-                await run_in_threadpool(self.store, new)
+                await self.ingest.put(new)
             except Exception:  # noqa: BLE001 - a non-200 makes WhatsApp send it again
                 log.exception("whatsapp: webhook call not stored; WhatsApp will retry")
                 return PlainTextResponse("not stored, try again", status_code=503)
