@@ -185,7 +185,9 @@ def main() -> int:
                     "all",
                 ]
                 print("$", " ".join(command[1:]), flush=True)
-                return subprocess.run(command, env=env, check=False).returncode  # noqa: S603
+                # In the scratch folder: schemathesis keeps a cache where it runs.
+                run = subprocess.run(command, env=env, cwd=tmp, check=False)  # noqa: S603
+                return run.returncode
         finally:
             if sessions is not None:
                 sessions.kw["bind"].dispose()
