@@ -17,7 +17,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -53,12 +53,25 @@ from actions.models import (
 from actions.people import get_or_create_resident
 from actions.public import Redact, public_notes, public_view
 from actions.signing import sign
+from actions.text import NAME_LIMIT, TooDeep, clean, clean_json
 from actions.tickets import API_CHANNEL, Action, add_reply, create_ticket, transition
 
 log = logging.getLogger(__name__)
 
 WINDOW = timedelta(days=90)  # the spec's default and widest date range of GET requests
-MAX_REQUESTS = 1000  # the most requests one answer holds
+MAX_REQUESTS = 1000  # the most requests one answer holds, and the most ids one filter lists
+# Far past any city's tickets, and (page - 1) * page_size stays far inside the store's 64-bit
+# OFFSET.
+MAX_PAGE = 1_000_000_000
+# Dates from outside: any 90-day window around them stays inside what datetime and the store
+# can hold, whatever the offset.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(3000, 1, 1, tzinfo=UTC)
+MAX_BODY = 1_000_000  # bytes of a body we read: a POST, a webhook, an agency's answer
+DESCRIPTION_LIMIT = 4000  # characters of a POSTed description
+ADDRESS_LIMIT = 500  # characters of a POSTed address_string
+ID_LIMIT = 120  # characters of an agency's service_request_id or token (as the store keeps them)
+NOTES_LIMIT = 4000  # characters of an agency's status_notes that we keep
 SIGNATURE_HEADER = "X-Warga-Signature"
 DELIVERY_HEADER = "X-Warga-Delivery"
 _WORKING = frozenset({TicketStatus.ROUTED, TicketStatus.IN_PROGRESS, TicketStatus.REOPENED})
@@ -79,7 +92,7 @@ def w3c(value: datetime | None, tz: Any) -> str | None:
 
 
 def parse_w3c(value: str, name: str) -> datetime:
-    """Read a W3C datetime with its zone; Open311Error 400 otherwise."""
+    """Read a W3C datetime with its zone, from 1970 to 2999; Open311Error 400 otherwise."""
     try:
         parsed = datetime.fromisoformat(value.strip())
     except ValueError:
@@ -88,6 +101,10 @@ def parse_w3c(value: str, name: str) -> datetime:
         ) from None
     if parsed.tzinfo is None:
         raise Open311Error(400, f"{name}: the datetime needs a zone (Z or +07:00)")
+    # Comparing aware datetimes never overflows; converting year 1 or 9999 to UTC, or adding
+    # the 90-day window to it, would.
+    if not EARLIEST <= parsed < LATEST:
+        raise Open311Error(400, f"{name}: must lie between 1970-01-01 and 2999-12-31 (UTC)")
     return parsed
 
 
@@ -193,8 +210,11 @@ def public_requests(
     bad = sorted(set(filt.statuses) - {"open", "closed"})
     if bad:
         raise Open311Error(400, f"status: {bad[0]!r} is neither open nor closed")
-    if not 1 <= filt.page_size <= MAX_REQUESTS or filt.page < 1:
-        raise Open311Error(400, f"page starts at 1; page_size is 1 to {MAX_REQUESTS}")
+    if not 1 <= filt.page_size <= MAX_REQUESTS or not 1 <= filt.page <= MAX_PAGE:
+        raise Open311Error(400, f"page is 1 to {MAX_PAGE}; page_size is 1 to {MAX_REQUESTS}")
+    for name, listed in (("service_request_id", filt.ids), ("service_code", filt.service_codes)):
+        if len(listed) > MAX_REQUESTS:
+            raise Open311Error(400, f"{name}: at most {MAX_REQUESTS} in one call")
     stmt = select(Ticket).where(Ticket.privacy != Privacy.RAHASIA)
     if filt.ids:
         stmt = stmt.where(Ticket.number.in_([i.strip().upper() for i in filt.ids]))
@@ -322,7 +342,10 @@ def submit(
         f"{client.id}:{sub.account_id.strip()[:40]}" if sub.account_id.strip() else str(client.id)
     )
     reporter = get_or_create_resident(
-        session, channel=API_CHANNEL, platform_user_id=who, display_name=sub.name.strip()[:200]
+        session,
+        channel=API_CHANNEL,
+        platform_user_id=who,
+        display_name=sub.name.strip()[:NAME_LIMIT],
     )
     ticket = create_ticket(
         session,
@@ -485,15 +508,20 @@ class Forwarder:
         try:
             if method is SendMethod.OPEN311:
                 key = link.api_key.get_secret_value() if link.api_key else ""
-                response = await self.http.post(
-                    f"{link.endpoint}/requests.json", data={**job.fields, "api_key": key}
+                response = await fetch(
+                    self.http,
+                    "POST",
+                    f"{link.endpoint}/requests.json",
+                    data={**job.fields, "api_key": key},
                 )
             else:
                 body = json.dumps(
                     {"service_request": {"suara_warga_id": job.number, **job.fields}},
                     ensure_ascii=False,
                 ).encode()
-                response = await self.http.post(
+                response = await fetch(
+                    self.http,
+                    "POST",
                     link.endpoint,
                     content=body,
                     headers={
@@ -506,8 +534,8 @@ class Forwarder:
             raise ForwardError(f"{type(exc).__name__}: {exc}") from exc
         _raise_for_status(response)
         try:
-            answer = response.json() if response.content else {}
-        except ValueError:
+            answer = read_json(response.content) if response.content else {}
+        except Open311Error:
             answer = None
         item = answer[0] if isinstance(answer, list) and answer else answer
         if not isinstance(item, dict):
@@ -517,7 +545,13 @@ class Forwarder:
             sid = job.number  # their updates may name our number
         if not sid and not token:
             raise ForwardError("the answer has no service_request_id or token", permanent=True)
-        return ForwardResult(str(sid) if sid else None, str(token) if token else None)
+        try:
+            return ForwardResult(
+                _remote_id(sid, "service_request_id") if sid else None,
+                _remote_id(token, "token") if token else None,
+            )
+        except Open311Error as exc:
+            raise ForwardError(f"the answer's {exc.description}", permanent=True) from None
 
     def record(
         self, session: Session, job: ForwardJob, result: ForwardResult, now: datetime
@@ -563,12 +597,38 @@ def _raise_for_status(response: httpx.Response) -> None:
 
 
 def _error_text(response: httpx.Response) -> str:
-    """The description of an Open311 error array, else the start of the body."""
+    """The description of an Open311 error array, else the start of the body (cleaned: it is
+    kept as the hand-over's last error)."""
     try:
         data = response.json()
-        return "; ".join(f"{e.get('code')} {e.get('description')}" for e in data)[:300]
-    except (ValueError, TypeError, AttributeError):
-        return response.text[:200]
+        return clean("; ".join(f"{e.get('code')} {e.get('description')}" for e in data), 300)
+    except (ValueError, TypeError, AttributeError, RecursionError):
+        return clean(response.text, 200)
+
+
+_DECODED = frozenset({"content-encoding", "content-length", "transfer-encoding"})
+
+
+async def fetch(http: httpx.AsyncClient, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    """Send a request to an agency's system; read at most MAX_BODY bytes of its answer.
+
+    A larger answer (declared or streamed) is a permanent ForwardError, read no further.
+    """
+    too_large = ForwardError(f"the answer is larger than {MAX_BODY} bytes", permanent=True)
+    async with http.stream(method, url, **kwargs) as response:
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_BODY:
+            raise too_large
+        body = bytearray()
+        async for chunk in response.aiter_bytes():
+            body += chunk
+            if len(body) > MAX_BODY:
+                raise too_large
+    # The body is decoded already: the new response must not decode it again.
+    headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in _DECODED]
+    return httpx.Response(
+        response.status_code, headers=headers, content=bytes(body), request=response.request
+    )
 
 
 # ---------------------------------------------------------------- updates coming back
@@ -584,26 +644,54 @@ class RemoteUpdate:
     updated: datetime | None = None
 
 
+def read_json(body: bytes) -> Any:
+    """Parse JSON from outside, every string cleaned; Open311Error 400 when it cannot be."""
+    if len(body) > MAX_BODY:
+        raise Open311Error(413, f"the body is larger than {MAX_BODY} bytes")
+    try:
+        return clean_json(json.loads(body))
+    except TooDeep as exc:
+        raise Open311Error(400, f"the body is {exc}") from None
+    except (ValueError, RecursionError):  # the C parser gives up on deep nesting this way
+        raise Open311Error(400, "the body is not JSON") from None
+
+
+def _remote_id(value: Any, name: str) -> str:
+    """An agency's id for a request (or a token): a short string or an integer, cleaned."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise Open311Error(400, f"{name}: a string or a number")
+    text = clean(str(value)).strip()
+    if not text or len(text) > ID_LIMIT:
+        raise Open311Error(400, f"{name}: 1 to {ID_LIMIT} characters")
+    return text
+
+
+def parse_update(item: Any) -> RemoteUpdate:
+    """Read one service request as GET requests.json gives it; Open311Error 400 otherwise."""
+    if not isinstance(item, dict) or not item.get("service_request_id"):
+        raise Open311Error(400, "each update needs a service_request_id")
+    status = item.get("status")
+    if not isinstance(status, str) or status.strip().lower() not in ("open", "closed"):
+        raise Open311Error(400, "status: open or closed")
+    notes, updated = item.get("status_notes"), item.get("updated_datetime")
+    if notes is not None and not isinstance(notes, str):
+        raise Open311Error(400, "status_notes: a string or null")
+    if updated is not None and not isinstance(updated, str):
+        raise Open311Error(400, "updated_datetime: a W3C datetime or null")
+    return RemoteUpdate(
+        service_request_id=_remote_id(item["service_request_id"], "service_request_id"),
+        status=status.strip().lower(),
+        status_notes=clean(notes or "", NOTES_LIMIT).strip(),
+        updated=parse_w3c(clean(updated), "updated_datetime") if updated else None,
+    )
+
+
 def parse_updates(data: Any) -> list[RemoteUpdate]:
-    """Read service requests as GET requests.json (or a webhook) gives them: one or a list."""
-    items = data if isinstance(data, list) else [data]
-    updates = []
-    for item in items:
-        if not isinstance(item, dict) or not item.get("service_request_id"):
-            raise Open311Error(400, "each update needs a service_request_id")
-        status = str(item.get("status") or "").lower()
-        if status not in ("open", "closed"):
-            raise Open311Error(400, "status: open or closed")
-        updated = item.get("updated_datetime")
-        updates.append(
-            RemoteUpdate(
-                service_request_id=str(item["service_request_id"]),
-                status=status,
-                status_notes=str(item.get("status_notes") or "").strip(),
-                updated=parse_w3c(str(updated), "updated_datetime") if updated else None,
-            )
-        )
-    return updates
+    """Read service requests as GET requests.json (or a webhook) gives them: one or a list.
+
+    All or nothing: one malformed item refuses the whole (Open311Error 400).
+    """
+    return [parse_update(item) for item in (data if isinstance(data, list) else [data])]
 
 
 def apply_update(
@@ -681,14 +769,20 @@ class Poller:
         self.last: dict[str, float] = {}  # when each agency was last polled (monotonic)
 
     async def run_due(self) -> int:
-        """Poll every agency whose interval has passed; return how many updates were applied."""
+        """Poll every agency whose interval has passed; return how many updates were applied.
+
+        One agency's failure is logged and never keeps the others from being polled.
+        """
         applied = 0
         for code, link in self.links.items():
             now = time.monotonic()
             if now - self.last.get(code, -1e18) < link.backend.poll_seconds:
                 continue
             self.last[code] = now
-            applied += await self.poll(code)
+            try:
+                applied += await self.poll(code)
+            except Exception:  # noqa: BLE001 - the next agency still gets its turn
+                log.exception("polling %s failed", code)
         return applied
 
     async def poll(self, code: str) -> int:
@@ -713,8 +807,13 @@ class Poller:
             return 0
         applied = 0
         for update in updates:
-            if await asyncio.to_thread(self._apply, agency_id, update):
-                applied += 1
+            try:
+                if await asyncio.to_thread(self._apply, agency_id, update):
+                    applied += 1
+            except Exception:  # noqa: BLE001 - one update must not keep back the others
+                log.exception(
+                    "polling %s: the update of %s not applied", code, update.service_request_id
+                )
         return applied
 
     def _open_requests(self, code: str) -> tuple[int, list[tuple[int, str | None, str | None]]]:
@@ -739,27 +838,40 @@ class Poller:
         """Ask their system which request a token became; keep the answer."""
         if token is None:
             return None
-        response = await self.http.get(
-            f"{link.endpoint}/tokens/{token}.json", params=self._params(link)
+        response = await fetch(
+            self.http, "GET", f"{link.endpoint}/tokens/{token}.json", params=self._params(link)
         )
         if response.status_code == 404:
             return None  # not created there yet
         _raise_for_status(response)
-        data = response.json()
-        sid = data[0].get("service_request_id") if isinstance(data, list) and data else None
-        if sid:
-            await asyncio.to_thread(self._set_id, row_id, str(sid))
-        return str(sid) if sid else None
+        data = read_json(response.content)
+        first = data[0] if isinstance(data, list) and data else None
+        if not isinstance(first, dict):
+            raise Open311Error(400, "the answer is not a list of service requests")
+        sid = first.get("service_request_id")
+        if not sid:
+            return None
+        sid = _remote_id(sid, "service_request_id")
+        await asyncio.to_thread(self._set_id, row_id, sid)
+        return sid
 
     def _set_id(self, row_id: int, sid: str) -> None:
         with self.sessions.begin() as session:
             session.get_one(ExternalRequest, row_id).service_request_id = sid
 
     async def _get(self, link: AgencyLink, ids: Iterable[str]) -> list[RemoteUpdate]:
+        """Their requests; a malformed one is logged and skipped, never stops the rest."""
         params = {**self._params(link), "service_request_id": ",".join(ids)}
-        response = await self.http.get(f"{link.endpoint}/requests.json", params=params)
+        response = await fetch(self.http, "GET", f"{link.endpoint}/requests.json", params=params)
         _raise_for_status(response)
-        return parse_updates(response.json())
+        data = read_json(response.content)
+        updates = []
+        for item in data if isinstance(data, list) else [data]:
+            try:
+                updates.append(parse_update(item))
+            except Open311Error as exc:
+                log.warning("polling %s: an update skipped: %s", link.code, exc.description)
+        return updates
 
     @staticmethod
     def _params(link: AgencyLink) -> dict[str, str]:

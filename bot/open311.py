@@ -2,8 +2,10 @@
 
 FastAPI (on the Starlette of bot/web.py) gives the OpenAPI documentation at /docs from the same
 signatures that read and check each parameter. Every answer is JSON or XML as the path's
-suffix asks; errors are the spec's array of {code, description}. The mapping itself lives in
-actions/open311.py; this module only translates HTTP.
+suffix asks; errors are the spec's array of {code, description}, in the format the URL asks for,
+whatever went wrong (unknown path, wrong method, malformed input, a body too large, a bug). Input
+is checked here, at the edge: nothing with NUL or a control character reaches the store. The
+mapping itself lives in actions/open311.py; this module only translates HTTP.
 """
 
 from __future__ import annotations
@@ -20,17 +22,25 @@ from typing import Annotated, Any
 from xml.etree import ElementTree as ET  # noqa: N817 - the usual name
 
 import httpx
-from fastapi import FastAPI, Form, Path, Query, Request
+from fastapi import Depends, FastAPI, Form, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from actions.city import LoadedCity
 from actions.domain import Privacy
 from actions.models import utcnow
 from actions.open311 import (
+    ADDRESS_LIMIT,
+    DESCRIPTION_LIMIT,
+    MAX_BODY,
+    MAX_PAGE,
+    MAX_REQUESTS,
     SIGNATURE_HEADER,
     AgencyLink,
     Forwarder,
@@ -43,6 +53,7 @@ from actions.open311 import (
     parse_w3c,
     public_request_by_number,
     public_requests,
+    read_json,
     receive_updates,
     request_for_token,
     service,
@@ -51,6 +62,7 @@ from actions.open311 import (
 )
 from actions.public import ANONYMOUS_DECIMALS
 from actions.signing import signature_ok
+from actions.text import NAME_LIMIT, clean, is_clean
 from bot.dispatcher import Dispatcher
 from bot.responses import Responses
 from nlu import redact
@@ -61,6 +73,8 @@ PREFIX = "/open311/v2"
 UPDATES_PATH = "/open311/updates/{agency}"
 SWEEP_INTERVAL = 1.0  # seconds between sweeps of the hand-overs when nothing was due
 HTTP_TIMEOUT = 10.0  # seconds for each call to an agency's system
+TOO_LARGE = f"the body is larger than {MAX_BODY} bytes"
+DIRTY = "holds NUL, a control character or an unpaired surrogate"
 
 
 class Format(StrEnum):
@@ -103,30 +117,139 @@ def _xml(tag: str, data: Any) -> ET.Element:
     elif isinstance(data, bool):
         element.text = "true" if data else "false"
     elif data is not None:
-        element.text = str(data)
+        # The last line of defence: rows stored before input was cleaned, or words from an
+        # agency's system, must not make the document ill-formed for every client.
+        element.text = clean(str(data))
     return element
 
 
-def render(data: Any, fmt: str, root: str, status: int = 200) -> Response:
+def render(
+    data: Any, fmt: str, root: str, status: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
     """Answer in JSON, or in XML under `root` (the spec's element names)."""
     if fmt == Format.XML:
         body = ET.tostring(_xml(root, data), encoding="unicode", xml_declaration=False)
         return Response(
             '<?xml version="1.0" encoding="utf-8"?>\n' + body,
             status_code=status,
+            headers=headers,
             media_type="text/xml; charset=utf-8",
         )
     return Response(
-        json.dumps(data, ensure_ascii=False),
+        # JSON escapes control characters; a lone surrogate could not be encoded at all.
+        json.dumps(data, ensure_ascii=False).encode("utf-8", "replace"),
         status_code=status,
+        headers=headers,
         media_type="application/json; charset=utf-8",
     )
 
 
-def _errors(request: Request, status: int, descriptions: list[str]) -> Response:
-    fmt = request.path_params.get("fmt", "json")
-    data = [{"code": status, "description": d} for d in descriptions]
-    return render(data, fmt if fmt in Format._value2member_map_ else "json", "errors", status)
+def format_of(path: str) -> Format:
+    """The format a URL asks for: XML for the suffix .xml, JSON for anything else."""
+    return Format.XML if path.lower().endswith(".xml") else Format.JSON
+
+
+def error_response(
+    path: str, status: int, descriptions: list[str], headers: Mapping[str, str] | None = None
+) -> Response:
+    """The spec's error array for a request to `path`, in the format its suffix asks for."""
+    data = [{"code": status, "description": clean(d)} for d in descriptions]
+    return render(data, format_of(path), "errors", status, headers)
+
+
+def _errors(
+    request: Request,
+    status: int,
+    descriptions: list[str],
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    return error_response(request.scope["path"], status, descriptions, headers)
+
+
+class Edge:
+    """What the API does before and after any route: bodies over MAX_BODY refused with 413
+    (by their Content-Length, or once the stream passes the limit, never read whole), and an
+    unexpected exception logged with its traceback and answered 500, both in the spec's form."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        declared = Headers(scope=scope).get("content-length")
+        if declared is not None and not (declared.isascii() and declared.isdigit()):
+            await error_response(path, 400, ["Content-Length: not a number"])(scope, receive, send)
+            return
+        if declared is not None and int(declared) > MAX_BODY:
+            await error_response(path, 413, [TOO_LARGE])(scope, receive, send)
+            return
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > MAX_BODY:  # a chunked body that said nothing of its size
+                    raise HTTPException(413, TOO_LARGE)
+            return message
+
+        started = False
+
+        async def watched(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited, watched)
+        except Exception as exc:
+            if started:  # too late to answer; the server logs it
+                raise
+            _hide_parameters(exc)
+            # The path only: a query string may hold an api_key; the body is never logged.
+            log.error("Open311 %s %r failed", scope.get("method"), path, exc_info=exc)
+            answer = error_response(path, 500, ["internal error; it is logged on the server"])
+            await answer(scope, receive, send)
+
+
+def _hide_parameters(exc: BaseException) -> None:
+    """Keep a failed statement's parameters (what a client sent) out of the log."""
+    stack, seen = [exc], set()
+    while stack:
+        each = stack.pop()
+        if id(each) in seen:
+            continue
+        seen.add(id(each))
+        if isinstance(each, StatementError):
+            each.hide_parameters = True
+        stack += [e for e in (each.__cause__, each.__context__) if e is not None]
+        if isinstance(each, BaseExceptionGroup):
+            stack += each.exceptions
+
+
+async def clean_input(request: Request) -> None:
+    """Refuse (400) a path segment or query parameter with NUL, a control character or an
+    unpaired surrogate: PostgreSQL refuses NUL, XML the rest; such text reaches neither."""
+    for name, value in request.path_params.items():
+        if isinstance(value, str) and not is_clean(value):
+            raise Open311Error(400, f"{name}: {DIRTY}")
+    for name, value in request.query_params.multi_items():
+        if not is_clean(name):
+            raise Open311Error(400, f"query parameter {name!r}: its name {DIRTY}")
+        if not is_clean(value):
+            raise Open311Error(400, f"{name}: {DIRTY}")
+
+
+def _identifiers(**fields: str | None) -> None:
+    """Refuse (400) an identifier with NUL or a control character: taking it out would make it
+    another identifier."""
+    for name, value in fields.items():
+        if value and not is_clean(value):
+            raise Open311Error(400, f"{name.replace('_privacy', '[privacy]')}: {DIRTY}")
 
 
 # ---------------------------------------------------------------- the API
@@ -152,7 +275,9 @@ def create_api(ctx: Open311Context) -> FastAPI:
         docs_url="/docs",
         redoc_url=None,
         openapi_url="/openapi.json",
+        dependencies=[Depends(clean_input)],
     )
+    api.add_middleware(Edge)
 
     def check(jurisdiction_id: str | None) -> None:
         if jurisdiction_id and jurisdiction_id != config.jurisdiction_id:
@@ -173,7 +298,13 @@ def create_api(ctx: Open311Context) -> FastAPI:
 
     @api.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:
-        return _errors(request, exc.status_code, [str(exc.detail)])
+        description = str(exc.detail)
+        if exc.status_code == 404 and description == "Not Found":  # no route matched
+            description = "no such call; the calls are listed at /docs"
+        elif exc.status_code == 405:
+            allowed = (exc.headers or {}).get("Allow", "")
+            description = f"method {request.method} is not allowed here; allowed: {allowed}"
+        return _errors(request, exc.status_code, [description], exc.headers)
 
     @api.get(f"{PREFIX}/services.{{fmt}}", summary="The service list (our categories)")
     def get_services(fmt: Fmt, jurisdiction_id: Jurisdiction = None) -> Response:
@@ -223,8 +354,8 @@ def create_api(ctx: Open311Context) -> FastAPI:
             str | None, Query(description="W3C datetime; at most 90 days after start_date.")
         ] = None,
         status: Annotated[str | None, Query(description="open, closed, or both.")] = None,
-        page: Annotated[int, Query(ge=1)] = 1,
-        page_size: Annotated[int, Query(ge=1, le=1000)] = 1000,
+        page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
+        page_size: Annotated[int, Query(ge=1, le=MAX_REQUESTS)] = MAX_REQUESTS,
     ) -> Response:
         check(jurisdiction_id)
         filt = RequestFilter(
@@ -271,9 +402,9 @@ def create_api(ctx: Open311Context) -> FastAPI:
         service_code: Annotated[str, Form()] = "",
         lat: Annotated[float | None, Form()] = None,
         long: Annotated[float | None, Form()] = None,
-        address_string: Annotated[str, Form()] = "",
+        address_string: Annotated[str, Form(max_length=ADDRESS_LIMIT)] = "",
         address_id: Annotated[str, Form(description="A kelurahan's Kemendagri code.")] = "",
-        description: Annotated[str, Form(max_length=4000)] = "",
+        description: Annotated[str, Form(max_length=DESCRIPTION_LIMIT)] = "",
         account_id: Annotated[str, Form()] = "",
         first_name: Annotated[str, Form()] = "",
         last_name: Annotated[str, Form()] = "",
@@ -285,16 +416,25 @@ def create_api(ctx: Open311Context) -> FastAPI:
             str, Form(alias="attribute[privacy]", description="biasa, anonim or rahasia.")
         ] = Privacy.BIASA.value,
     ) -> Response:
+        _identifiers(
+            api_key=api_key,
+            jurisdiction_id=jurisdiction_id,
+            service_code=service_code,
+            address_id=address_id,
+            account_id=account_id,
+            attribute_privacy=privacy,
+        )
         check(jurisdiction_id)
+        # Free text loses what cannot be stored or put in XML; its meaning stays.
         sub = Submission(
             service_code=service_code.strip(),
-            description=description,
+            description=clean(description),
             lat=lat,
             long=long,
-            address_string=address_string.strip(),
+            address_string=clean(address_string).strip(),
             address_id=address_id.strip(),
             account_id=account_id,
-            name=f"{first_name} {last_name}".strip(),
+            name=f"{clean(first_name, NAME_LIMIT)} {clean(last_name, NAME_LIMIT)}".strip(),
             privacy=privacy.strip().lower(),
         )
         with ctx.sessions.begin() as session:
@@ -330,13 +470,10 @@ def create_api(ctx: Open311Context) -> FastAPI:
         link = ctx.links.get(agency)
         if link is None or link.webhook_secret is None:
             raise Open311Error(404, f"no webhook for agency {agency!r}")
-        body = await request.body()
+        body = await request.body()  # at most MAX_BODY bytes: Edge stops reading past it
         if not signature_ok(link.webhook_secret, body, request.headers.get(SIGNATURE_HEADER, "")):
             raise Open311Error(403, f"{SIGNATURE_HEADER}: missing or wrong")
-        try:
-            updates = parse_updates(json.loads(body))
-        except ValueError:
-            raise Open311Error(400, "the body is not JSON") from None
+        updates = parse_updates(read_json(body))  # cleaned; any malformed item: 400
 
         def apply() -> int:
             with ctx.sessions.begin() as session:

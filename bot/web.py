@@ -17,7 +17,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import Route
 
 from bot.conversation import Assistant
 from bot.open311 import SWEEP_INTERVAL, Open311Context, create_api, run_backends
@@ -67,7 +67,6 @@ def create_app(
     ]
     for channel in channels:
         routes += channel.routes()
-    routes.append(Mount("/", app=create_api(open311)))  # last: it is mounted at the root
     lifespans: list[Lifespan] = []
     if service is not None:
         lifespans.append(_service_lifespan(service))
@@ -82,6 +81,9 @@ def create_app(
             yield
 
     app = Starlette(routes=routes, lifespan=lifespan)
+    # Everything else is the Open311 API's, which answers what it does not know in the spec's
+    # form (a Mount would not match a path holding a newline, and answer in plain text).
+    app.router.default = create_api(open311)
     app.state.service = service
     return app
 
