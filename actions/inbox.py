@@ -104,9 +104,7 @@ def _sql(session: Session) -> dict[str, Executable]:
     return _statements(session.get_bind().dialect.name)
 
 
-def put(
-    session: Session, *, channel: str, updates: Iterable[NewUpdate], now: datetime
-) -> int:
+def put(session: Session, *, channel: str, updates: Iterable[NewUpdate], now: datetime) -> int:
     """Store updates in one statement; one already pending is not stored twice. Return how
     many were new."""
     rows = [

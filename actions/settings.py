@@ -22,6 +22,9 @@ class Settings(BaseSettings):
     telegram_api_url: str | None = None
     telegram_webhook_secret: SecretStr | None = None
     nlu_backend: str = "builtin"
+    # PostgreSQL: seconds a statement may take (lock waits a third of it); a call with no
+    # answer after about 1.5 times this has its connection cut (actions/db.py).
+    warga_db_timeout: float = 30.0
     # WhatsApp Cloud API (bot/channels/whatsapp.py); served by `warga serve` when the four
     # secrets and ids are set.
     whatsapp_verify_token: SecretStr | None = None

@@ -38,7 +38,9 @@ class Runtime:
 
     @cached_property
     def engine(self) -> Engine:
-        return make_engine(self.settings.effective_database_url)
+        return make_engine(
+            self.settings.effective_database_url, timeout=self.settings.warga_db_timeout
+        )
 
     @cached_property
     def sessions(self) -> sessionmaker[Session]:

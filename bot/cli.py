@@ -44,7 +44,9 @@ class App:
 
     @cached_property
     def engine(self) -> Engine:
-        return make_engine(self.settings.effective_database_url)
+        return make_engine(
+            self.settings.effective_database_url, timeout=self.settings.warga_db_timeout
+        )
 
     @cached_property
     def city(self) -> LoadedCity:

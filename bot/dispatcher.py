@@ -407,7 +407,12 @@ class Dispatcher:
                     await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
                     continue
                 self.wake.clear()
-                deliveries = await asyncio.to_thread(self.claim, min(batch, room))
+                try:
+                    deliveries = await asyncio.to_thread(self.claim, min(batch, room))
+                except Exception:  # noqa: BLE001 - the database: wait, then go on
+                    log.exception("outbox: claiming failed; trying again")
+                    await asyncio.sleep(idle)
+                    continue
                 for delivery in deliveries:
                     task = asyncio.create_task(self._deliver(delivery))
                     self._tasks.add(task)
@@ -433,6 +438,15 @@ class Dispatcher:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _deliver(self, delivery: Delivery) -> bool:
+        try:
+            return await self._send(delivery)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - recording failed: the lease brings it back
+            log.exception("outbox %s: outcome not recorded", delivery.outbox_id)
+            return False
+
+    async def _send(self, delivery: Delivery) -> bool:
         try:
             await self._wait_for_slot(delivery)
         except asyncio.CancelledError:

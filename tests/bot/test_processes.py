@@ -6,6 +6,11 @@ truth.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -24,8 +29,10 @@ from actions.models import InboxUpdate, Outbox, ProcessedUpdate, Ticket
 from actions.settings import Settings
 from bot.app import Runtime
 from bot.dispatcher import IN_FLIGHT
-from tests.support.bot_process import FakeBotProcess, WargaServe, var_dir_with_model
+from tests.support.bot_process import ROOT, FakeBotProcess, WargaServe, var_dir_with_model
 from tests.support.fake_bot_updates import text_update
+from tests.support.servers import free_port
+from tests.support.tcp_proxy import Proxy
 
 # Each message gets exactly one reply; the proposal also makes a ticket at once.
 SCRIPT = (
@@ -218,3 +225,122 @@ def test_sigterm_stops_within_seconds_and_leaves_the_rest_for_the_next_start(
         with WargaServe(database_url, fake, var_dir_with_model(tmp_path, model_dir), log=log):
             sent = _settled(fake, users, timeout=60)
     assert Counter(m["chat_id"] for m in sent) == {u: len(SCRIPT) for u in users}
+
+
+# -- start, health and readiness --------------------------------------------------------------
+
+
+def test_an_unreachable_bot_api_at_start_delays_only_the_replies(model_dir, tmp_path):
+    """Telegram's API down at start: the process serves, stores what comes, and answers once
+    the API is back; Open311 is served all along."""
+    port = free_port()
+    db = f"sqlite:///{tmp_path / 'warga.sqlite3'}"
+    with (tmp_path / "serve.log").open("ab") as log:
+        bot = WargaServe(
+            db, f"http://127.0.0.1:{port}", var_dir_with_model(tmp_path, model_dir), log=log
+        )
+        with bot:
+            assert httpx.get(f"{bot.url}/open311/v2/services.json").status_code == 200
+            _, checks = bot.ready()
+            assert checks["telegram"]["api"].startswith("not ready")
+            assert bot.post_update(_numbered(text_update(7777, "halo"), 1)) == 200
+            with FakeBotProcess(port=port) as fake:
+                deadline = time.monotonic() + 60
+                while not fake.messages():
+                    assert time.monotonic() < deadline, "no reply once the API was back"
+                    time.sleep(0.2)
+                (hello,) = fake.messages()
+                assert hello["chat_id"] == 7777
+                assert bot.ready()[1]["telegram"]["api"] == "ok"
+
+
+def _numbered(update: dict, n: int) -> dict:
+    return {**update, "update_id": n, "message": {**update["message"], "message_id": n}}
+
+
+def test_a_database_that_never_answers_ends_start_up_with_a_clear_error(tmp_path):
+    """A server that accepts connections and never answers: `warga serve` gives up within
+    seconds, in one line, instead of hanging."""
+    silent = socket.create_server(("127.0.0.1", 0))
+    port = silent.getsockname()[1]
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        silent.settimeout(0.2)
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError, OSError):
+                held.append(silent.accept()[0])
+
+    threading.Thread(target=accept, daemon=True).start()
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgresql://postgres@127.0.0.1:{port}/warga",
+        "WARGA_VAR_DIR": str(tmp_path),
+        "PYTHONPATH": str(ROOT),
+    }
+    env.pop("TELEGRAM_BOT_TOKEN", None)
+    started = time.monotonic()
+    try:
+        done = subprocess.run(  # noqa: S603 - our own entry point
+            [sys.executable, "-c", "from bot.cli import main; main()", "serve"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        stop.set()
+        silent.close()
+        for s in held:
+            s.close()
+    took = time.monotonic() - started
+    assert done.returncode != 0
+    assert took < 30
+    assert "database error" in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert held, "it never even tried the database"
+
+
+@pytest.mark.postgres
+def test_readyz_says_not_ready_while_the_database_is_cut_and_ready_once_it_is_back(
+    postgres_url, model_dir, tmp_path
+):
+    base = make_url(postgres_url)
+    admin = make_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    name = f"warga_cut_{uuid.uuid4().hex[:8]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        with (
+            Proxy((base.host or "127.0.0.1", base.port or 5432)) as proxy,
+            FakeBotProcess() as fake,
+            (tmp_path / "serve.log").open("ab") as log,
+        ):
+            url = base.set(port=proxy.port, database=name).render_as_string(hide_password=False)
+            # Calls left without an answer by the cut are cut in turn after 1.5 × 2 s + 5 s.
+            timeout = {"WARGA_DB_TIMEOUT": "2"}
+            var = var_dir_with_model(tmp_path, model_dir)
+            with WargaServe(url, fake, var, log=log, extra_env=timeout) as bot:
+                status, checks = bot.ready()
+                assert status == 200, checks
+                proxy.cut()
+                started = time.monotonic()
+                status, checks = bot.ready()
+                assert status == 503 and not checks["database"]["ok"], checks
+                assert time.monotonic() - started < 10
+                assert httpx.get(f"{bot.url}/healthz").status_code == 200  # alive all along
+                proxy.mend()
+                deadline = time.monotonic() + 60
+                while bot.ready()[0] != 200:
+                    assert time.monotonic() < deadline, "not ready again after the cut"
+                    time.sleep(0.5)
+                assert bot.post_update(_numbered(text_update(7001, "halo"), 1)) == 200
+                deadline = time.monotonic() + 60
+                while not fake.messages():
+                    assert time.monotonic() < deadline, "nothing answered after the cut"
+                    time.sleep(0.2)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

@@ -32,15 +32,17 @@ SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 - a header name
 class FakeBotProcess:
     """The fake Bot API as its own process (it must outlive the bot processes it serves)."""
 
-    def __init__(self, *, rate: float = 30.0, scale: float = 1.0, token: str = TOKEN) -> None:
-        self.rate, self.scale, self.token = rate, scale, token
+    def __init__(
+        self, *, rate: float = 30.0, scale: float = 1.0, token: str = TOKEN, port: int = 0
+    ) -> None:
+        self.rate, self.scale, self.token, self.port = rate, scale, token, port
         self.proc: subprocess.Popen[str] | None = None
         self.url = ""
 
     def __enter__(self) -> Self:
         self.proc = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
             [sys.executable, "-m", "tests.support.fake_bot_api", "--rate", str(self.rate)]
-            + ["--scale", str(self.scale), "--token", self.token],
+            + ["--scale", str(self.scale), "--token", self.token, "--port", str(self.port)],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             text=True,
@@ -83,7 +85,7 @@ class WargaServe:
     def __init__(
         self,
         database_url: str,
-        fake: FakeBotProcess,
+        fake: FakeBotProcess | str,
         var_dir: Path,
         *,
         webhook: bool = False,
@@ -91,6 +93,7 @@ class WargaServe:
         log: IO[bytes] | None = None,
         extra_env: dict[str, str] | None = None,
     ) -> None:
+        # The fake Bot API, or the URL of one that may not be up (yet).
         self.database_url, self.fake, self.var_dir = database_url, fake, var_dir
         self.webhook, self.workers, self.log = webhook, workers, log
         self.extra_env = extra_env or {}
@@ -103,8 +106,8 @@ class WargaServe:
             **os.environ,
             "DATABASE_URL": self.database_url,
             "WARGA_VAR_DIR": str(self.var_dir),
-            "TELEGRAM_BOT_TOKEN": self.fake.token,
-            "TELEGRAM_API_URL": self.fake.url,
+            "TELEGRAM_BOT_TOKEN": TOKEN if isinstance(self.fake, str) else self.fake.token,
+            "TELEGRAM_API_URL": self.fake if isinstance(self.fake, str) else self.fake.url,
             "TELEGRAM_WEBHOOK_SECRET": SECRET,
             "PYTHONPATH": str(ROOT),
             "PTB_TIMEDELTA": "1",
