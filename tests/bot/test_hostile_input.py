@@ -278,6 +278,26 @@ def test_whatsapp_bodies_meta_never_sends_are_refused_and_store_nothing(hooks):
     wa_fits(hooks)
 
 
+@pytest.mark.parametrize("status", ["sent", "delivered", "read", "failed"])
+def test_whatsapp_a_status_about_a_message_id_of_200_characters_is_stored_and_handled(
+    hooks, status
+):
+    # Its inbox id is "<message id>:<status>": a 503 on PostgreSQL (varchar(160)) once, so
+    # WhatsApp would have sent it again and again.
+    long_id = "wamid." + "A" * 194
+    payload = wa_status((STATUS + ("id",), long_id), (STATUS + ("status",), status))
+    assert hooks.whatsapp_payload(payload).status_code == 200
+    assert hooks.inbox() == {"pending": 1}
+    hooks.settle()
+    assert hooks.inbox() == {}
+    # And a message of a 200-character id from someone with a 200-character number.
+    message = wa_message((MESSAGE + ("id",), long_id), (MESSAGE + ("from",), "62" + "1" * 198))
+    assert hooks.whatsapp_payload(message).status_code == 200
+    hooks.settle()
+    assert hooks.inbox() == {}
+    assert count(hooks, ProcessedUpdate) == 1
+
+
 # -- residents who once got stuck -----------------------------------------------------------
 
 
