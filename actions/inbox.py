@@ -154,14 +154,29 @@ def handled(session: Session, stored: StoredUpdate) -> None:
 
 def failed(
     session: Session, stored: StoredUpdate, *, error: str, now: datetime, give_up: bool
-) -> None:
-    """Handling failed: try again later, or (`give_up`) keep it as failed for inspection."""
+) -> bool:
+    """Handling failed: try again later, or (`give_up`) keep it as failed for inspection.
+
+    False when this attempt was recorded already: the update is free again from the moment
+    its transaction rolled back, so another worker may have taken it, failed and recorded
+    that, before this one got here.
+    """
     values: dict[str, Any] = {"attempts": stored.attempts + 1, "last_error": error[:2000]}
     if give_up:
         values["state"] = InboxState.FAILED
     else:
         values["next_attempt_at"] = now + BACKOFF * 2**stored.attempts
-    session.execute(update(InboxUpdate).where(InboxUpdate.id == stored.id).values(**values))
+    recorded = session.execute(
+        update(InboxUpdate)
+        .where(
+            InboxUpdate.id == stored.id,
+            InboxUpdate.attempts == stored.attempts,
+            InboxUpdate.state == InboxState.PENDING,
+        )
+        .values(**values)
+        .returning(InboxUpdate.id)
+    ).first()
+    return recorded is not None
 
 
 @dataclass(frozen=True)

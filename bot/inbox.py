@@ -126,7 +126,8 @@ class InboxWorker:
             exc_info=exc,
         )
         with self.sessions.begin() as session:
-            inbox.failed(session, stored, error=repr(exc), now=now, give_up=give_up)
+            if not inbox.failed(session, stored, error=repr(exc), now=now, give_up=give_up):
+                return  # another worker failed it meanwhile and recorded (and apologised)
             if give_up and self.handlers[stored.channel].apologise(session, stored):
                 self.on_replies()
 
