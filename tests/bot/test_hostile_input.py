@@ -290,12 +290,16 @@ def test_whatsapp_a_status_about_a_message_id_of_200_characters_is_stored_and_ha
     assert hooks.inbox() == {"pending": 1}
     hooks.settle()
     assert hooks.inbox() == {}
-    # And a message of a 200-character id from someone with a 200-character number.
+    # And a message of a 200-character id from someone with a 200-character number: kept as
+    # its first 160, and answered there.
     message = wa_message((MESSAGE + ("id",), long_id), (MESSAGE + ("from",), "62" + "1" * 198))
+    hooks.graph.inbound["62" + "1" * 158] = AT
     assert hooks.whatsapp_payload(message).status_code == 200
     hooks.settle()
     assert hooks.inbox() == {}
     assert count(hooks, ProcessedUpdate) == 1
+    assert [m["to"] for m in hooks.graph.sent] == ["62" + "1" * 158]
+    wa_fits(hooks)
 
 
 # -- residents who once got stuck -----------------------------------------------------------
