@@ -88,6 +88,10 @@ TEXT_BODY = 4096
 CAPTION = 1024
 # Timestamps WhatsApp could send: from the epoch to well past this century.
 LATEST_TIMESTAMP = 2**33
+# Ids are kept in columns of 160 characters; a status is stored as "<message id>:<status>",
+# so the id of the message it is about gets the room the longest status leaves.
+ID_LIMIT = 160
+STATUS_ID_LIMIT = ID_LIMIT - len(":delivered")
 
 
 @dataclass(frozen=True)
@@ -195,7 +199,7 @@ def parse_webhook(
                 title = errors[0].get("title") or errors[0].get("message") or ""
                 statuses.append(
                     StatusReport(
-                        message_id=_str(raw["id"], 160),
+                        message_id=_str(raw["id"], STATUS_ID_LIMIT),
                         status=status,
                         at=_time(raw.get("timestamp")),
                         error=clean(" ".join(str(p) for p in (code, title) if p), 500),
@@ -233,7 +237,7 @@ def _message(
         contacts[0] if len(contacts) == 1 else {},
     )
     base: dict[str, Any] = {
-        "message_id": _str(raw["id"], 160),
+        "message_id": _str(raw["id"], ID_LIMIT),
         "wa_id": _id(sender_phone or contact.get("wa_id")),
         "user_id": _id(contact.get("user_id") or sender_id),
         "name": clean(str((contact.get("profile") or {}).get("name") or ""), NAME_LIMIT),
@@ -256,14 +260,14 @@ def _message(
         image = raw["image"]
         return InboundMessage(
             **base,
-            media_id=_str(image["id"], 160),
+            media_id=_str(image["id"], ID_LIMIT),
             text=_str(image.get("caption", ""), CAPTION),
         )
     return None
 
 
 def _id(value: Any) -> str | None:
-    return _str(value, 160) or None if value else None
+    return _str(value, ID_LIMIT) or None if value else None
 
 
 def _str(value: Any, limit: int) -> str:
