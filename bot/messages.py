@@ -86,18 +86,35 @@ class Outgoing:
         )
 
 
+def utf16_len(text: str) -> int:
+    """Length as Telegram counts it: UTF-16 code units (an emoji outside the BMP is two)."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _fitting(text: str, limit: int) -> int:
+    """How many characters of `text` fit in `limit` UTF-16 code units."""
+    units = 0
+    for i, char in enumerate(text):
+        units += 2 if ord(char) > 0xFFFF else 1
+        if units > limit:
+            return i
+    return len(text)
+
+
 def split_text(text: str, limit: int) -> list[str]:
-    """Cut a text into pieces of at most `limit` characters, at a paragraph, line or word end
-    where there is one in the second half of the piece; never an empty list."""
+    """Cut a text into pieces of at most `limit` UTF-16 code units (never more characters
+    either), at a paragraph, line or word end where there is one in the second half of the
+    piece; never an empty list."""
     pieces: list[str] = []
-    while len(text) > limit:
+    while utf16_len(text) > limit:
+        room = _fitting(text, limit)
         cut = -1
         for sep in ("\n\n", "\n", " "):
-            cut = text.rfind(sep, limit // 2, limit)
+            cut = text.rfind(sep, room // 2, room)
             if cut > 0:
                 break
         if cut <= 0:
-            cut = limit
+            cut = room
         pieces.append(text[:cut].rstrip())
         text = text[cut:].lstrip()
     return [*pieces, text] if text or not pieces else pieces

@@ -53,7 +53,7 @@ from bot.conversation import Assistant
 from bot.dispatcher import IN_FLIGHT, TELEGRAM_PACE, DeliveryError, queue_replies
 from bot.edge import Ingest, Refused, checked_json, parse_json, read_body, refusal_logged
 from bot.inbox import Handled
-from bot.messages import Incoming, Outgoing, split_text
+from bot.messages import Incoming, Outgoing, split_text, utf16_len
 from bot.responses import Responses
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ COMMANDS = ("start", "lapor", "status", "ikuti", "langganan", "berhenti", "batal
 WEBHOOK_PATH = "/telegram/webhook"
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 - a header name
 ALLOWED_UPDATES = ["message", "callback_query"]  # all the bot handles
-TEXT_LIMIT = 4096  # characters of a message, after entity parsing
+TEXT_LIMIT = 4096  # UTF-16 code units of a message, after entity parsing
 CAPTION_LIMIT = 1024
 POLL_TIMEOUT = 30  # seconds a getUpdates call may wait for an update
 RETRY_MAX = 60.0  # seconds between tries to reach the Bot API, at most
@@ -235,7 +235,7 @@ async def render(bot: Any, chat_id: int | str, reply: Outgoing, responses: Respo
     the buttons under the last."""
     keyboard = markup(reply, responses)
     if reply.title:
-        visible = len(reply.title) + 1 + len(reply.text)
+        visible = utf16_len(reply.title) + 1 + utf16_len(reply.text)
         if reply.photos and visible <= CAPTION_LIMIT:
             await bot.send_photo(
                 chat_id,
@@ -247,7 +247,7 @@ async def render(bot: Any, chat_id: int | str, reply: Outgoing, responses: Respo
             return
         if reply.photos:
             await bot.send_photo(chat_id, reply.photos[0])
-        pieces = split_text(reply.text, TEXT_LIMIT - len(reply.title) - 1)
+        pieces = split_text(reply.text, TEXT_LIMIT - utf16_len(reply.title) - 1)
         bodies = [announcement_html(Outgoing(pieces[0], title=reply.title))]
         bodies += [html.escape(p) for p in pieces[1:]]
         for i, body in enumerate(bodies):

@@ -260,7 +260,7 @@ def _message(
         image = raw["image"]
         return InboundMessage(
             **base,
-            media_id=_str(image["id"], ID_LIMIT),
+            media_id=_media_id(image["id"]),
             text=_str(image.get("caption", ""), CAPTION),
         )
     return None
@@ -268,6 +268,16 @@ def _message(
 
 def _id(value: Any) -> str | None:
     return _str(value, ID_LIMIT) or None if value else None
+
+
+_MEDIA_ID = re.compile(r"[A-Za-z0-9_.-]{1,160}")
+
+
+def _media_id(value: Any) -> str:
+    """A media id, as WhatsApp gives them (digits): it names the file the photo is kept in."""
+    if not isinstance(value, str) or not _MEDIA_ID.fullmatch(value) or value.strip(".") == "":
+        raise ValueError("a media id that is not one")
+    return value
 
 
 def _str(value: Any, limit: int) -> str:

@@ -46,6 +46,7 @@ from actions.models import ProcessedUpdate, Ticket
 from bot.channels.telegram import CAPTION_LIMIT, TEXT_LIMIT
 from bot.channels.whatsapp import INTERACTIVE_BODY, PATH, TEXT_BODY
 from bot.edge import BODY_LIMIT
+from bot.messages import utf16_len
 
 SITI_TG = 5001
 SITI_WA = "6281276543210"
@@ -83,7 +84,7 @@ def tg_fits(hooks: Hooks) -> None:
     """Every message Telegram accepted fits it, and it refused none (nothing given up on)."""
     for sent in hooks.fake.state.messages:
         limit = CAPTION_LIMIT if sent.method == "sendPhoto" else TEXT_LIMIT
-        assert sent.text is None or len(sent.text) <= limit
+        assert sent.text is None or utf16_len(sent.text) <= limit  # as Telegram counts
     sends = {"sendMessage", "sendPhoto", "sendLocation"}
     assert not [c for c in hooks.fake.state.calls() if c.method in sends and c.status != 200]
     assert hooks.fake.state.refused == {}, hooks.fake.state.refused
@@ -247,6 +248,14 @@ WA_REFUSED = {
         (("entry", 0, "changes", 0, "value", "contacts", 0, "profile"), "Mallory")
     ),
     "status-id-number": wa_status((STATUS + ("id",), 12)),
+    # A media id names the file a photo is kept in: nothing but what WhatsApp's ids hold.
+    "media-id-path": wa_message(
+        (MESSAGE + ("type",), "image"),
+        (MESSAGE + ("image",), {"id": "../../../etc/cron.d/x", "mime_type": "image/jpeg"}),
+    ),
+    "media-id-dots": wa_message(
+        (MESSAGE + ("type",), "image"), (MESSAGE + ("image",), {"id": ".."})
+    ),
     "status-errors-object": wa_status((STATUS + ("errors",), {"code": 1})),
     "status-list": wa_status((STATUS + ("status",), ["read"])),
 }
@@ -417,6 +426,18 @@ def test_telegram_a_report_as_long_as_a_message_is_summed_up_in_pieces_and_sent(
     assert squeezed(story) in squeezed("".join(p.text for p in summary))
     number = tg_send(siti, last)
     assert ticket(hooks, number)[0] == story
+    tg_fits(hooks)
+
+
+def test_telegram_a_report_full_of_emoji_is_cut_as_telegram_counts_it(hooks):
+    """An emoji outside the BMP counts twice towards Telegram's 4,096: a report of 3,900
+    characters with an emoji every few words does not fit one message."""
+    story = (REPORT + ". " + "lubangnya makin dalam 🙏😭 " * 200)[:3900]
+    assert len(story) < TEXT_LIMIT < utf16_len(story)
+    siti = TelegramUser(hooks, SITI_TG, first_name="Siti")
+    summary = tg_report(siti, story)
+    assert len(summary) >= 2
+    assert tg_buttons(summary[-1]) == ["confirm:send", "confirm:edit", "confirm:cancel"]
     tg_fits(hooks)
 
 
