@@ -83,11 +83,11 @@ class OutboxState(StrEnum):
 
 
 class InboxState(StrEnum):
-    """A stored platform update: waiting to be handled, or given up on (kept for inspection).
-
-    A handled update leaves the inbox in the transaction that handled it."""
+    """A stored platform update: waiting to be handled, handled (kept a few days, without its
+    content, so that a redelivery is known), or given up on (kept for inspection)."""
 
     PENDING = "pending"
+    DONE = "done"
     FAILED = "failed"
 
 

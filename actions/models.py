@@ -384,18 +384,35 @@ class InboxUpdate(Base):
         Index("ix_inbox_update_queue", "state", "id"),
         Index("ix_inbox_update_sender", "channel", "sender", "state", "id"),
     )
+    # One sender's updates are handled one at a time, oldest first: `InboxSender` says which.
 
     id: Mapped[int] = mapped_column(primary_key=True)
     channel: Mapped[str] = mapped_column(String(20))
     update_id: Mapped[str] = mapped_column(String(160))
-    # Whose turn it is: one sender's updates are handled one at a time, oldest first.
-    sender: Mapped[str] = mapped_column(String(160))
+    sender: Mapped[str] = mapped_column(String(160))  # whose turn it is
     payload: Mapped[str] = mapped_column(Text)  # JSON, cleaned at the edge
     state: Mapped[InboxState] = mapped_column(_enum(InboxState), default=InboxState.PENDING)
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_error: Mapped[str] = mapped_column(Text, default="")
+
+
+class InboxSender(Base):
+    """A sender with updates waiting: the oldest is `head_id`, due at `due_at`.
+
+    Workers take senders, not updates: the row is locked (PostgreSQL) while its head is
+    handled, so one sender's updates go one at a time and in order, and finding work is one
+    index lookup however long the queue.
+    """
+
+    __tablename__ = "inbox_sender"
+    __table_args__ = (Index("ix_inbox_sender_head", "head_id"),)
+
+    channel: Mapped[str] = mapped_column(String(20), primary_key=True)
+    sender: Mapped[str] = mapped_column(String(160), primary_key=True)
+    head_id: Mapped[int]
+    due_at: Mapped[datetime]
 
 
 class ChatPace(Base):

@@ -114,16 +114,17 @@ class Assistant:
     clock: Callable[[], datetime] = utcnow
 
     def handle(self, incoming: Incoming) -> list[Outgoing]:
-        """Handle one update in one transaction; a redelivered update gives no reply."""
+        """Handle one update in one transaction (the terminal chat); a redelivered update
+        gives no reply."""
         with self.sessions.begin() as session:
-            turned = self.turn(session, incoming)
-            return turned.replies if turned is not None else []
+            if not record_update(session, channel=incoming.channel, update_id=incoming.update_id):
+                log.info("update %s:%s seen before, dropped", incoming.channel, incoming.update_id)
+                return []
+            return self.turn(session, incoming).replies
 
-    def turn(self, session: Session, incoming: Incoming) -> Turned | None:
-        """Handle one update in the caller's transaction; None when it was handled before."""
-        if not record_update(session, channel=incoming.channel, update_id=incoming.update_id):
-            log.info("update %s:%s seen before, dropped", incoming.channel, incoming.update_id)
-            return None
+    def turn(self, session: Session, incoming: Incoming) -> Turned:
+        """Handle one update in the caller's transaction (the inbox has made sure that it is
+        handled once)."""
         sender = _load_sender(session, incoming)
         turn = Turn(self, session, sender, incoming)
         replies = turn.run()

@@ -62,6 +62,12 @@ HOUSEKEEPING_EVERY = 3600.0  # seconds between clean-ups of processed update ids
 REPLY = "reply"  # the outbox template of a turn's replies: the message itself, rendered
 BATCH = 8  # rows claimed at once: about a quarter of a second at Telegram's rate
 IN_FLIGHT = 16  # sends under way at once (the platforms answer in tens of milliseconds)
+# Seconds between looks at the outbox when nothing was due: a chat's next message (after the
+# one just sent) and notifications from other processes wait at most this long.
+IDLE = 0.25
+EXPAND_EVERY = 1.0  # seconds between turning agencies' messages into their officers' own
+RECORD_EVERY = 0.05  # seconds: messages sent within this are recorded together
+STOP_GRACE = 2.0  # seconds a stopping dispatcher gives the sends under way
 
 
 @dataclass(frozen=True)
@@ -83,7 +89,7 @@ class Pace:
 # Telegram: about 30 messages/s overall and one a second to one chat, short bursts tolerated.
 # The burst is kept below what Telegram tolerates, so that jitter in the network never adds
 # up to a refusal.
-TELEGRAM_PACE = Pace("telegram", rate=29.0, chat_interval=1.0, chat_burst=2)
+TELEGRAM_PACE = Pace("telegram", rate=29.5, chat_interval=1.0, chat_burst=2)
 # WhatsApp: 80 messages/s per business number; about one message every 6 s to one person.
 WHATSAPP_PACE = Pace("whatsapp", rate=78.0, chat_interval=6.0, chat_burst=3)
 
@@ -127,8 +133,8 @@ def queue_replies(
 ) -> None:
     """Write a turn's replies to the outbox, in its transaction: they leave after it commits."""
     if replies:
-        session.execute(
-            insert(Outbox),
+        session.connection().execute(
+            insert(Outbox.__table__),
             [
                 {
                     "audience": Audience.RESIDENT,
@@ -147,9 +153,11 @@ def queue_replies(
 
 
 @cache
-def _heads() -> Executable:
+def _heads(
+    dialect: str, channels: tuple[str, ...], only_chats: frozenset[str] | None
+) -> Executable:
     """Due chat messages that are the next of their recipient, whose chat is ready, oldest
-    first (built once: every sweep runs it)."""
+    first (built once per dispatcher: every sweep runs it)."""
     earlier = aliased(Outbox)
     first_of_chat = ~exists().where(
         earlier.resident_id == Outbox.resident_id,
@@ -157,7 +165,7 @@ def _heads() -> Executable:
         earlier.id < Outbox.id,
     )
     now = bindparam("now")
-    return (
+    heads = (
         select(Outbox, Resident, ChatPace.tat)
         .join(Resident, Resident.id == Outbox.resident_id)
         .outerjoin(ChatPace, ChatPace.resident_id == Outbox.resident_id)
@@ -165,13 +173,18 @@ def _heads() -> Executable:
             Outbox.state == OutboxState.PENDING,
             Outbox.next_attempt_at <= now,
             or_(Outbox.claimed_until.is_(None), Outbox.claimed_until < now),
-            Resident.channel.in_(bindparam("channels", expanding=True)),
+            Resident.channel.in_(channels),
             or_(ChatPace.ready_at.is_(None), ChatPace.ready_at <= bindparam("wall")),
             first_of_chat,
         )
         .order_by(Outbox.id)
         .limit(bindparam("limit"))
     )
+    if only_chats is not None:
+        heads = heads.where(Resident.platform_user_id.in_(sorted(only_chats)))
+    if dialect == "postgresql":
+        heads = heads.with_for_update(skip_locked=True, of=Outbox)
+    return heads
 
 
 def _next_pace(
@@ -234,6 +247,10 @@ class Dispatcher:
         self._in_flight = in_flight
         self._tasks: set[asyncio.Task[bool]] = set()
         self._held: dict[str, datetime] = {}  # channel -> no send before (a "retry after")
+        self._expanded = 0.0
+        self._sent_ids: list[int] = []
+        self._waiting: set[asyncio.Task[Any]] = set()  # deliveries still waiting for their slot
+        self._recorder: asyncio.Task[None] | None = None
 
     # -- claiming ------------------------------------------------------------------------------
 
@@ -241,20 +258,19 @@ class Dispatcher:
         """Lease up to `limit` due rows for this worker, book their slots and render them."""
         now = self.clock()
         with self.sessions.begin() as session:
-            self._expand_agency_rows(session, now)
+            if time.monotonic() - self._expanded >= EXPAND_EVERY:
+                self._expanded = time.monotonic()
+                self._expand_agency_rows(session, now)
             deliveries = self._claim_chats(session, now, limit) if self.senders else []
             if self.forwarder is not None:
                 deliveries += self._claim_external(session, self.forwarder, now, limit)
             return deliveries
 
     def _claim_chats(self, session: Session, now: datetime, limit: int) -> list[Delivery]:
-        stmt = _heads()
-        if self.only_chats is not None:
-            stmt = stmt.where(Resident.platform_user_id.in_(self.only_chats))
-        if session.get_bind().dialect.name == "postgresql":
-            stmt = stmt.with_for_update(skip_locked=True, of=Outbox)
+        dialect = session.get_bind().dialect.name
+        stmt = _heads(dialect, tuple(sorted(self.senders)), self.only_chats)
         wall = self.wall()
-        params = {"now": now, "wall": wall, "channels": list(self.senders), "limit": limit}
+        params = {"now": now, "wall": wall, "limit": limit}
         rows = []
         for row, resident, tat in session.execute(stmt, params).all():
             if self._params(row) is None:  # queued before rahasia tickets kept followers out
@@ -394,9 +410,10 @@ class Dispatcher:
         """Send what is due now (at its slot), and wait for it; return how many were sent."""
         deliveries = await asyncio.to_thread(self.claim, limit)
         results = await asyncio.gather(*(self._deliver(d) for d in deliveries))
+        await self.flush()
         return sum(results)
 
-    async def run(self, *, idle: float = 1.0, batch: int = BATCH) -> None:
+    async def run(self, *, idle: float = IDLE, batch: int = BATCH) -> None:
         """Deliver until `stopping`: claim a batch, send each row at its slot while the next
         batch is claimed; wait for `wake` (or `idle` seconds) when nothing is due."""
         try:
@@ -430,12 +447,17 @@ class Dispatcher:
             await self.stop()
 
     async def stop(self) -> None:
-        """Stop sending: what waits for its slot is given back at once, for any dispatcher."""
+        """Stop sending: what waits for its slot is given back at once, for any dispatcher;
+        what was sent is recorded."""
         self.stopping = True
-        tasks = list(self._tasks)
-        for task in tasks:
+        for task in self._waiting:  # not sent yet: back to the store
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._tasks:  # under way: let them end (a cut send might have gone out)
+            await asyncio.wait(list(self._tasks), timeout=STOP_GRACE)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.flush()
 
     async def _deliver(self, delivery: Delivery) -> bool:
         try:
@@ -447,11 +469,16 @@ class Dispatcher:
             return False
 
     async def _send(self, delivery: Delivery) -> bool:
+        task = asyncio.current_task()
+        assert task is not None  # noqa: S101 - always in a task
+        self._waiting.add(task)
         try:
             await self._wait_for_slot(delivery)
         except asyncio.CancelledError:
             await asyncio.to_thread(self.release, [delivery.outbox_id])
             raise
+        finally:
+            self._waiting.discard(task)
         async with self._slots:
             held = self._held.get(delivery.channel)
             if held is not None and held > self.wall():  # the platform said wait
@@ -471,8 +498,10 @@ class Dispatcher:
                 log.exception("outbox %s: sender crashed", delivery.outbox_id)
                 await asyncio.to_thread(self.failed, delivery, DeliveryError(repr(exc)))
                 return False
-            await asyncio.to_thread(self.done, delivery, result)
-            self.wake.set()  # the chat's next message may go now
+            if delivery.job is not None:
+                await asyncio.to_thread(self.done, delivery, result)
+            else:
+                self._sent(delivery.outbox_id)
             return True
 
     async def _wait_for_slot(self, delivery: Delivery) -> None:
@@ -480,6 +509,34 @@ class Dispatcher:
             delay = (delivery.slot - self.wall()).total_seconds()
             if delay > 0:
                 await asyncio.sleep(delay)
+
+    def _sent(self, outbox_id: int) -> None:
+        """Record a sent message with the others sent about now, in one statement."""
+        self._sent_ids.append(outbox_id)
+        if self._recorder is None or self._recorder.done():
+            self._recorder = asyncio.create_task(self._record_sent())
+
+    async def _record_sent(self) -> None:
+        await asyncio.sleep(RECORD_EVERY)
+        while self._sent_ids:
+            ids, self._sent_ids = self._sent_ids, []
+            try:
+                await asyncio.to_thread(self.mark_sent, ids)
+            except Exception:  # noqa: BLE001 - not recorded: their leases bring them back
+                log.exception("outbox: %d sent messages not recorded", len(ids))
+
+    async def flush(self) -> None:
+        """Wait until every message sent so far is recorded."""
+        if self._recorder is not None:
+            await self._recorder
+
+    def mark_sent(self, outbox_ids: Sequence[int]) -> None:
+        with self.sessions.begin() as session:
+            session.execute(
+                update(Outbox)
+                .where(Outbox.id.in_(outbox_ids))
+                .values(state=OutboxState.SENT, sent_at=self.clock(), claimed_until=None)
+            )
 
     def done(self, delivery: Delivery, result: ForwardResult | None = None) -> None:
         now = self.clock()

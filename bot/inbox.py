@@ -37,6 +37,7 @@ MAX_ATTEMPTS = 2  # a failure of our own code rarely passes on a second try: tel
 WORKERS = 8  # updates handled at once (threads: the store is synchronous)
 POLL = 0.5  # seconds between looks at the inbox when nothing woke the workers
 DB_TROUBLE_WAIT = 1.0  # seconds to wait after the database failed us
+REQUEUE_EVERY = 5.0  # seconds between looks for senders to queue again (actions.inbox.requeue)
 
 
 @dataclass
@@ -97,31 +98,24 @@ class InboxWorker:
     # -- one update, in a thread ---------------------------------------------------------------
 
     def handle_next(self) -> Handled | None:
-        """Take the next due update and handle it; None when there is none.
-
-        The turn runs in a savepoint: when it fails, its work is undone and the failure is
-        recorded in the same transaction, while the update is still held, so no other worker
-        can try it meanwhile.
-        """
+        """Take the next due update and handle it; None when there is none."""
         now = self.clock()
-        with self.sessions.begin() as session:
-            stored = inbox.take(session, channels=list(self.handlers), now=now)
-            if stored is None:
-                return None
-            try:
-                with session.begin_nested():
-                    done = self.handlers[stored.channel].handle(session, stored)
-            except Exception as exc:
-                if database_trouble(exc):
-                    raise
-                return self._failed(session, stored, exc, now)
-            inbox.handled(session, stored)
+        stored: StoredUpdate | None = None
+        try:
+            with self.sessions.begin() as session:
+                stored = inbox.take(session, channels=list(self.handlers), now=now)
+                if stored is None:
+                    return None
+                done = self.handlers[stored.channel].handle(session, stored)
+                inbox.handled(session, stored)
+        except Exception as exc:
+            if stored is None or database_trouble(exc):
+                raise
+            return self._failed(stored, exc, now)
         self.handled += 1
         return done
 
-    def _failed(
-        self, session: Session, stored: StoredUpdate, exc: Exception, now: datetime
-    ) -> Handled:
+    def _failed(self, stored: StoredUpdate, exc: Exception, now: datetime) -> Handled:
         give_up = stored.attempts + 1 >= MAX_ATTEMPTS
         log.error(
             "%s update %s failed (attempt %d%s)",
@@ -131,8 +125,10 @@ class InboxWorker:
             ", given up" if give_up else "",
             exc_info=exc,
         )
-        inbox.failed(session, stored, error=repr(exc), now=now, give_up=give_up)
-        apologised = give_up and self.handlers[stored.channel].apologise(session, stored)
+        with self.sessions.begin() as session:
+            if not inbox.failed(session, stored, error=repr(exc), now=now, give_up=give_up):
+                return Handled()  # another worker failed it meanwhile and said so
+            apologised = give_up and self.handlers[stored.channel].apologise(session, stored)
         return Handled(replied=apologised)
 
     async def drain(self) -> int:
@@ -173,10 +169,20 @@ class InboxWorker:
             for task, beat in zip(self._loops, self.heartbeats, strict=True)
         )
 
+    def requeue(self) -> None:
+        with self.sessions.begin() as session:
+            if inbox.requeue(session, now=self.clock()):
+                log.info("inbox: queued again a sender dropped while its update came")
+
     async def _loop(self, index: int) -> None:
         loop = asyncio.get_running_loop()
+        requeued = 0.0
         while not self.stopping:
             self.heartbeats[index] = time.monotonic()
+            if index == 0 and time.monotonic() - requeued > REQUEUE_EVERY:
+                requeued = time.monotonic()
+                with contextlib.suppress(Exception):  # the database: the next round
+                    await loop.run_in_executor(self._executor, self.requeue)
             # Cleared before looking: an update stored after this wakes the wait below.
             self.wake.clear()
             try:

@@ -340,8 +340,6 @@ class TelegramInbox:
         if incoming is None:
             return Handled()
         turned = self.assistant.turn(session, incoming)
-        if turned is None:
-            return Handled()
         now = self.assistant.clock()
         queue_replies(session, resident_id=turned.resident_id, replies=turned.replies, now=now)
         query = update.callback_query

@@ -770,8 +770,6 @@ class WhatsAppInbox:
         message = _inbound(data)
         incoming = self._incoming(session, message)
         turned = self.assistant.turn(session, incoming)
-        if turned is None:
-            return Handled()
         queue_replies(session, resident_id=turned.resident_id, replies=turned.replies, now=now)
         after = self._fetch(message.media_id) if message.media_id is not None else None
         return Handled(replied=bool(turned.replies), after=after)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
-from sqlalchemy import delete
+from sqlalchemy import delete, update
 
 from actions.db import make_session_factory
 from actions.inbox import (
@@ -21,9 +21,10 @@ from actions.inbox import (
     handled,
     put,
     record_update,
+    requeue,
     take,
 )
-from actions.models import InboxUpdate
+from actions.models import InboxSender, InboxUpdate
 
 
 def test_an_update_is_recorded_once_per_channel(session):
@@ -149,3 +150,46 @@ def test_concurrent_workers_take_each_update_once_and_never_two_of_one_sender(po
     finally:
         with sessions.begin() as session:
             session.execute(delete(InboxUpdate))
+
+
+def test_a_sender_dropped_while_its_update_came_is_queued_again_in_order(session):
+    """Enqueuing takes no lock: a worker finishing a sender's last update may drop the sender
+    just as a new update of theirs is stored. `requeue` finds them; and a later update never
+    jumps ahead of an older one left without a head."""
+    _put(session, ("1", "a"), ("2", "a"))
+    session.execute(delete(InboxSender))  # as the race leaves it
+    session.commit()
+    assert take(session, channels=["telegram"], now=NOW) is None
+    _put(session, ("3", "a"))  # a's next update: the head is still a's oldest
+    session.commit()
+    assert take(session, channels=["telegram"], now=NOW).update_id == "1"
+    session.rollback()
+    session.execute(delete(InboxSender))
+    session.commit()
+    assert requeue(session, now=NOW) == 1
+    session.commit()
+    first = take(session, channels=["telegram"], now=NOW)
+    assert first.update_id == "1"
+    handled(session, first)
+    assert take(session, channels=["telegram"], now=NOW).update_id == "2"
+    session.rollback()
+
+
+def test_a_head_already_handled_is_passed_over_for_the_senders_real_next(session):
+    """`put` reads the pending updates of a sender it queues without waiting for a lock: it
+    may name as head one a worker was just finishing. `take` moves on to the real next."""
+    _put(session, ("1", "a"), ("2", "a"), ("3", "b"))
+    session.commit()
+    first = take(session, channels=["telegram"], now=NOW)
+    handled(session, first)
+    session.execute(update(InboxSender).where(InboxSender.sender == "a").values(head_id=first.id))
+    session.execute(update(InboxSender).where(InboxSender.sender == "b").values(head_id=10**6))
+    session.commit()
+    assert take(session, channels=["telegram"], now=NOW).update_id == "2"
+    session.rollback()
+    taken = []
+    while (got := take(session, channels=["telegram"], now=NOW)) is not None:
+        taken.append(got.update_id)
+        handled(session, got)
+    assert taken == ["2", "3"]
+    session.commit()

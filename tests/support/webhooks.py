@@ -176,12 +176,20 @@ class Hooks:
     # -- what the store holds --------------------------------------------------------------------
 
     def inbox(self) -> dict[str, int]:
-        """Inbox rows by state."""
+        """Inbox rows waiting or given up on, by state (handled ones are kept a few days)."""
         with self.assistant.sessions() as s:
             rows = s.execute(
-                select(InboxUpdate.state, func.count()).group_by(InboxUpdate.state)
+                select(InboxUpdate.state, func.count())
+                .where(InboxUpdate.state != InboxState.DONE)
+                .group_by(InboxUpdate.state)
             ).all()
         return {state.value if isinstance(state, InboxState) else state: n for state, n in rows}
+
+    def handled(self) -> int:
+        """Updates handled (each once)."""
+        with self.assistant.sessions() as s:
+            done = InboxUpdate.state == InboxState.DONE
+            return s.scalar(select(func.count()).select_from(InboxUpdate).where(done)) or 0
 
     def failed_outbox(self) -> list[str]:
         """Messages to a chat given up on, with their reasons (an agency without officers

@@ -28,6 +28,7 @@ def upgrade() -> None:
             "state",
             sa.Enum(
                 "pending",
+                "done",
                 "failed",
                 name="inboxstate",
                 native_enum=False,
@@ -51,6 +52,16 @@ def upgrade() -> None:
             "ix_inbox_update_sender", ["channel", "sender", "state", "id"], unique=False
         )
     op.create_table(
+        "inbox_sender",
+        sa.Column("channel", sa.String(length=20), nullable=False),
+        sa.Column("sender", sa.String(length=160), nullable=False),
+        sa.Column("head_id", sa.Integer(), nullable=False),
+        sa.Column("due_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("channel", "sender", name=op.f("pk_inbox_sender")),
+    )
+    with op.batch_alter_table("inbox_sender", schema=None) as batch_op:
+        batch_op.create_index("ix_inbox_sender_head", ["head_id"], unique=False)
+    op.create_table(
         "chat_pace",
         sa.Column("resident_id", sa.Integer(), nullable=False),
         sa.Column("ready_at", sa.DateTime(timezone=True), nullable=False),
@@ -70,6 +81,9 @@ def downgrade() -> None:
     with op.batch_alter_table("outbox", schema=None) as batch_op:
         batch_op.drop_index("ix_outbox_resident_state")
     op.drop_table("chat_pace")
+    with op.batch_alter_table("inbox_sender", schema=None) as batch_op:
+        batch_op.drop_index("ix_inbox_sender_head")
+    op.drop_table("inbox_sender")
     with op.batch_alter_table("inbox_update", schema=None) as batch_op:
         batch_op.drop_index("ix_inbox_update_sender")
         batch_op.drop_index("ix_inbox_update_queue")
