@@ -128,9 +128,11 @@ class Driver:
                 )
                 if status == 200:
                     break
-            except (OSError, ValueError, asyncio.IncompleteReadError):  # a connection closed
+            except (OSError, ValueError, IndexError, asyncio.IncompleteReadError):
+                # The server closed an idle keep-alive connection: a new one, at once.
                 self.connections[key].close()
                 self.connections[key] = Connection(self.bots[index].url)
+                continue
             self.failures += 1
             await asyncio.sleep(0.5)
         self.acks[chat].append((sent, time.monotonic()))

@@ -40,6 +40,7 @@ from actions.tickets import create_ticket
 from bot.open311 import Open311Context
 from bot.web import create_app
 
+RANDOM = os.environ.get("WARGA_FUZZ_EXAMPLES")  # set by scripts/fuzz-*: new examples each run
 EXAMPLES = int(os.environ.get("WARGA_FUZZ_EXAMPLES", "200"))  # per store
 DEADLINE = timedelta(seconds=5)  # one example: a request or two, a full page at most
 NOW = datetime(2026, 11, 30, 3, 0, tzinfo=UTC)
@@ -324,6 +325,7 @@ def test_no_generated_request_gets_a_5xx_an_ill_formed_answer_or_a_rahasia_ticke
     @settings(
         max_examples=EXAMPLES,
         deadline=DEADLINE,
+        derandomize=RANDOM is None,  # the suite: the same examples every run
         database=None,  # nothing written into the work tree
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
         print_blob=True,

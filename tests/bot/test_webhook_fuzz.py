@@ -54,6 +54,7 @@ from support.whatsapp_graph import (
     text,
 )
 
+RANDOM = os.environ.get("WARGA_FUZZ_EXAMPLES")  # set by scripts/fuzz-*: new examples each run
 EXAMPLES = int(os.environ.get("WARGA_FUZZ_EXAMPLES", "150"))
 SITI_TG = 5001
 SITI_WA = "6281276543210"
@@ -64,6 +65,7 @@ def fuzz(test: Any) -> Any:
     return settings(
         max_examples=EXAMPLES,
         deadline=None,
+        derandomize=RANDOM is None,  # the suite: the same examples every run
         database=None,  # nothing written into the work tree; a failure prints its example
         suppress_health_check=[
             HealthCheck.too_slow,

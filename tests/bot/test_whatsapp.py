@@ -46,7 +46,7 @@ from support.whatsapp_graph import (
 
 from actions.domain import DeliveryStatus, OfficerRole, OutboxState
 from actions.models import InboxUpdate, Outbox, Resident, SentMessage, Ticket
-from actions.people import add_officer
+from actions.people import add_officer, note_inbound
 from actions.tickets import Action, get_ticket, transition
 from bot.channels.whatsapp import (
     PATH,
@@ -728,3 +728,40 @@ def test_every_notification_has_an_approved_template_with_parameters_it_can_fill
         text = responses.tables["id"][f"notify.{key}"]
         placeholders = {name for _, name, _, _ in string.Formatter().parse(text) if name}
         assert set(template.params) <= placeholders, key
+
+
+def test_stopping_does_not_wait_for_a_residents_paced_replies(assistant, settings, graph, clock):
+    """Ten replies to one resident go out three at once, then one every 6 s (WhatsApp's pair
+    rate). Stopping must not wait for them: the rest stay in the outbox for the next start."""
+    from bot.dispatcher import queue_replies
+    from bot.service import Service
+
+    channel = WhatsAppChannel(assistant, settings, transport=graph.transport)
+    service = Service(assistant, [channel])
+    graph.inbound[SITI[0]] = clock[0]  # the resident just wrote: free text is allowed
+    with assistant.sessions.begin() as s:
+        user_id = note_inbound(s, channel="whatsapp", user_id=SITI[0], alt_id=SITI[1], at=clock[0])
+        resident = s.scalar(select(Resident.id).where(Resident.platform_user_id == user_id))
+        replies = [Outgoing(f"balasan {i}") for i in range(10)]
+        queue_replies(s, resident_id=resident, replies=replies, now=clock[0])
+
+    async def main() -> float:
+        await service.start()
+        assert service.dispatcher is not None
+        service.dispatcher.wake.set()
+        deadline = time.monotonic() + 10
+        while len(graph.to(SITI[0])) < 3:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        started = time.monotonic()
+        await service.stop()
+        return time.monotonic() - started
+
+    took = asyncio.run(main())
+    assert took < 5
+    assert [body_text(m) for m in graph.to(SITI[0])] == ["balasan 0", "balasan 1", "balasan 2"]
+    with assistant.sessions() as s:
+        waiting = s.scalars(
+            select(Outbox.params).where(Outbox.state == OutboxState.PENDING).order_by(Outbox.id)
+        ).all()
+    assert [p["text"] for p in waiting] == [f"balasan {i}" for i in range(3, 10)]
