@@ -1,27 +1,16 @@
-"""A scratch PostgreSQL database for a benchmark run: created fresh, dropped afterwards."""
+"""A scratch PostgreSQL database for a benchmark run: created fresh, dropped afterwards.
+
+The same helper the tests use; the benchmarks run as scripts, so the checkout's root is put
+on the path for `tests.support`.
+"""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+import sys
+from pathlib import Path
 
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
+sys.path.append(str(Path(__file__).resolve().parent.parent))
 
-from actions.db import make_engine
+from tests.support.databases import fresh_postgres_database as scratch_postgres  # noqa: E402
 
-
-@contextmanager
-def scratch_postgres(server_url: str) -> Iterator[str]:
-    """Create a database on the server at `server_url`; yield its URL; drop it at the end."""
-    admin = make_engine(server_url, isolation_level="AUTOCOMMIT")
-    name = f"warga_bench_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+__all__ = ["scratch_postgres"]

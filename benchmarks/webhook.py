@@ -44,16 +44,15 @@ from actions.domain import InboxState
 from actions.models import InboxUpdate
 from actions.settings import Settings
 from bot.app import Runtime
-from tests.support.bot_process import SECRET, SECRET_HEADER, FakeBotProcess, WargaServe
+from tests.support.bot_process import (
+    SCRIPT,
+    SECRET,
+    SECRET_HEADER,
+    FakeBotProcess,
+    WargaServe,
+)
 from tests.support.fake_bot_updates import text_update
 
-SCRIPT = (
-    "halo",
-    "usul min bikin taman bermain anak di kelurahan Sidomulyo Barat",
-    "terima kasih",
-    "laporan saya",
-    "halo lagi",
-)
 LIMIT = 30.0  # Telegram's messages/s, as the fake enforces it
 
 

@@ -30,6 +30,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from actions import inbox
 from actions.inbox import StoredUpdate
 from actions.models import utcnow
+from bot.conversation import Assistant
+from bot.dispatcher import queue_replies
+from bot.messages import Incoming
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +61,22 @@ class InboxHandler(Protocol):
     def apologise(self, session: Session, stored: StoredUpdate) -> bool:
         """The update was given up on: queue a polite word for its sender; True if queued."""
         ...
+
+
+def answer(assistant: Assistant, session: Session, incoming: Incoming) -> bool:
+    """The conversation's turn, its replies into the outbox; whether there are any."""
+    turned = assistant.turn(session, incoming)
+    queue_replies(
+        session, resident_id=turned.resident_id, replies=turned.replies, now=assistant.clock()
+    )
+    return bool(turned.replies)
+
+
+def apologise(assistant: Assistant, session: Session, incoming: Incoming) -> None:
+    """The resident's update was given up on: tell them, politely."""
+    resident_id = assistant.resident_for(session, incoming)
+    sorry = [assistant.sorry(incoming)]
+    queue_replies(session, resident_id=resident_id, replies=sorry, now=assistant.clock())
 
 
 def database_trouble(exc: BaseException) -> bool:

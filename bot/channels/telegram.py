@@ -50,9 +50,9 @@ from actions.inbox import NewUpdate, StoredUpdate
 from actions.models import utcnow
 from actions.text import NAME_LIMIT, clean
 from bot.conversation import Assistant
-from bot.dispatcher import IN_FLIGHT, TELEGRAM_PACE, DeliveryError, queue_replies
+from bot.dispatcher import IN_FLIGHT, TELEGRAM_PACE, DeliveryError
 from bot.edge import Ingest, Refused, checked_json, parse_json, read_body, refusal_logged
-from bot.inbox import Handled
+from bot.inbox import Handled, answer, apologise
 from bot.messages import Incoming, Outgoing, split_text, utf16_len
 from bot.responses import Responses
 
@@ -339,22 +339,16 @@ class TelegramInbox:
         incoming = incoming_from(update)
         if incoming is None:
             return Handled()
-        turned = self.assistant.turn(session, incoming)
-        now = self.assistant.clock()
-        queue_replies(session, resident_id=turned.resident_id, replies=turned.replies, now=now)
+        replied = answer(self.assistant, session, incoming)
         query = update.callback_query
         after = self._spend_buttons(query) if query is not None else None
-        return Handled(replied=bool(turned.replies), after=after)
+        return Handled(replied=replied, after=after)
 
     def apologise(self, session: Session, stored: StoredUpdate) -> bool:
         incoming = incoming_from(TgUpdate.model_validate(stored.payload))
         if incoming is None:
             return False
-        resident_id = self.assistant.resident_for(session, incoming)
-        sorry = self.assistant.sorry(incoming)
-        queue_replies(
-            session, resident_id=resident_id, replies=[sorry], now=self.assistant.clock()
-        )
+        apologise(self.assistant, session, incoming)
         return True
 
     def _spend_buttons(self, query: TgCallbackQuery) -> Callable[[], Awaitable[None]]:

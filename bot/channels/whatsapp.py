@@ -46,9 +46,9 @@ from actions.settings import Settings
 from actions.signing import signature_ok
 from actions.text import NAME_LIMIT, clean
 from bot.conversation import Assistant
-from bot.dispatcher import WHATSAPP_PACE, DeliveryError, queue_replies
+from bot.dispatcher import WHATSAPP_PACE, DeliveryError
 from bot.edge import Ingest, Refused, parse_json, read_body, refusal_logged
-from bot.inbox import Handled
+from bot.inbox import Handled, answer, apologise
 from bot.messages import Button, Incoming, Outgoing, split_text
 
 log = logging.getLogger(__name__)
@@ -768,21 +768,15 @@ class WhatsAppInbox:
             self._record_status(session, data, now)
             return Handled()
         message = _inbound(data)
-        incoming = self._incoming(session, message)
-        turned = self.assistant.turn(session, incoming)
-        queue_replies(session, resident_id=turned.resident_id, replies=turned.replies, now=now)
+        replied = answer(self.assistant, session, self._incoming(session, message))
         after = self._fetch(message.media_id) if message.media_id is not None else None
-        return Handled(replied=bool(turned.replies), after=after)
+        return Handled(replied=replied, after=after)
 
     def apologise(self, session: Session, stored: StoredUpdate) -> bool:
         data = dict(stored.payload)
         if data.pop("kind", None) != "message":
             return False
-        incoming = self._incoming(session, _inbound(data))
-        resident_id = self.assistant.resident_for(session, incoming)
-        sorry = self.assistant.sorry(incoming)
-        now = self.assistant.clock()
-        queue_replies(session, resident_id=resident_id, replies=[sorry], now=now)
+        apologise(self.assistant, session, self._incoming(session, _inbound(data)))
         return True
 
     @staticmethod

@@ -13,14 +13,12 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
 from actions.db import make_engine, make_session_factory
@@ -29,19 +27,17 @@ from actions.models import InboxUpdate, Outbox, Ticket
 from actions.settings import Settings
 from bot.app import Runtime
 from bot.dispatcher import IN_FLIGHT
-from tests.support.bot_process import ROOT, FakeBotProcess, WargaServe, var_dir_with_model
+from tests.support.bot_process import (
+    ROOT,
+    SCRIPT,
+    FakeBotProcess,
+    WargaServe,
+    var_dir_with_model,
+)
+from tests.support.databases import fresh_postgres_database
 from tests.support.fake_bot_updates import text_update
 from tests.support.servers import free_port
 from tests.support.tcp_proxy import Proxy
-
-# Each message gets exactly one reply; the proposal also makes a ticket at once.
-SCRIPT = (
-    "halo",
-    "usul min bikin taman bermain anak di kelurahan Sidomulyo Barat",
-    "terima kasih",
-    "laporan saya",
-    "halo lagi",
-)
 
 
 @pytest.fixture(scope="module")
@@ -50,25 +46,6 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     var = tmp_path_factory.mktemp("model")
     Runtime(Settings(warga_var_dir=var)).nlu  # noqa: B018 - trains and saves the model
     return var / "nlu"
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """An empty database: the processes migrate it and load the city themselves."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'warga.sqlite3'}"
-        return
-    base = request.getfixturevalue("postgres_url")
-    admin = make_engine(base, isolation_level="AUTOCOMMIT")
-    name = f"warga_proc_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(base).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def _burst(users: range) -> list[dict]:
@@ -107,9 +84,7 @@ def _settled(fake: FakeBotProcess, users: range, timeout: float) -> list[dict]:
         time.sleep(0.5)
 
 
-def test_a_process_killed_mid_burst_loses_nothing_it_acknowledged(
-    database_url, model_dir, tmp_path
-):
+def test_a_process_killed_mid_burst_loses_nothing_it_acknowledged(empty_url, model_dir, tmp_path):
     """SIGKILL while a burst is stored, handled and answered; restart: every update the
     webhook acknowledged is handled once and answered, nothing is lost."""
     users = range(7001, 7041)
@@ -120,7 +95,7 @@ def test_a_process_killed_mid_burst_loses_nothing_it_acknowledged(
         FakeBotProcess(scale=1) as fake,
     ):
         first = WargaServe(
-            database_url, fake, var_dir_with_model(tmp_path, model_dir), webhook=True, log=log
+            empty_url, fake, var_dir_with_model(tmp_path, model_dir), webhook=True, log=log
         )
         with first:
             assert len(fake.push(burst)) == len(burst)
@@ -133,7 +108,7 @@ def test_a_process_killed_mid_burst_loses_nothing_it_acknowledged(
             replies_at_kill = len(fake.messages())
         assert 0 < acked_at_kill and replies_at_kill < len(burst), "the kill missed the burst"
         second = WargaServe(
-            database_url, fake, var_dir_with_model(tmp_path, model_dir), webhook=True, log=log
+            empty_url, fake, var_dir_with_model(tmp_path, model_dir), webhook=True, log=log
         )
         with second:
             sent = _settled(fake, users, timeout=120)
@@ -144,9 +119,9 @@ def test_a_process_killed_mid_burst_loses_nothing_it_acknowledged(
     assert 0 <= duplicates <= IN_FLIGHT, per_chat
     assert stats["too_many_requests"] == 0
     # Handled exactly once: every update done, one ticket per proposal, numbers gapless.
-    assert _count(database_url, InboxUpdate, InboxUpdate.state == InboxState.DONE) == len(burst)
-    assert _count(database_url, InboxUpdate) == len(burst)
-    numbers = sorted(_all(database_url, select(Ticket.number)))
+    assert _count(empty_url, InboxUpdate, InboxUpdate.state == InboxState.DONE) == len(burst)
+    assert _count(empty_url, InboxUpdate) == len(burst)
+    numbers = sorted(_all(empty_url, select(Ticket.number)))
     assert [int(n.rsplit("-", 1)[1]) for n in numbers] == list(range(1, len(users) + 1))
     print(  # noqa: T201 - figures for the notes
         f"\nkill -9 after {acked_at_kill}/{len(burst)} acknowledged and {replies_at_kill} "
@@ -154,16 +129,16 @@ def test_a_process_killed_mid_burst_loses_nothing_it_acknowledged(
     )
 
 
-def test_two_processes_together_keep_to_telegrams_rate(database_url, model_dir, tmp_path):
+def test_two_processes_together_keep_to_telegrams_rate(empty_url, model_dir, tmp_path):
     """Two `warga serve` behind one load balancer: each alone would send 29/s; together
     they share one clock in the store, so the fake Bot API never answers 429."""
     users = range(8001, 8061)
     burst = _burst(users)
     log_path = tmp_path / "serve.log"
     with log_path.open("ab") as log, FakeBotProcess(scale=1) as fake:
-        a = WargaServe(database_url, fake, var_dir_with_model(tmp_path, model_dir), log=log)
+        a = WargaServe(empty_url, fake, var_dir_with_model(tmp_path, model_dir), log=log)
         with a:  # the first one migrates; then the second starts on a ready database
-            b = WargaServe(database_url, fake, var_dir_with_model(tmp_path, model_dir), log=log)
+            b = WargaServe(empty_url, fake, var_dir_with_model(tmp_path, model_dir), log=log)
             with b:
                 _deliver(burst, [a, b])
                 sent = _settled(fake, users, timeout=120)
@@ -171,7 +146,7 @@ def test_two_processes_together_keep_to_telegrams_rate(database_url, model_dir, 
     assert stats["too_many_requests"] == 0, stats["too_many_requests_by_bucket"]
     assert Counter(m["chat_id"] for m in sent) == {u: len(SCRIPT) for u in users}
     assert stats["rate"] <= 30.0
-    senders = set(_all(database_url, select(Outbox.claimed_by).where(Outbox.claimed_by != "")))
+    senders = set(_all(empty_url, select(Outbox.claimed_by).where(Outbox.claimed_by != "")))
     assert len(senders) == 2  # both processes sent
 
 
@@ -205,12 +180,12 @@ def _deliver(updates: list[dict], bots: list[WargaServe]) -> None:
 
 
 def test_sigterm_stops_within_seconds_and_leaves_the_rest_for_the_next_start(
-    database_url, model_dir, tmp_path
+    empty_url, model_dir, tmp_path
 ):
     users = range(9001, 9031)
     burst = _burst(users)
     with (tmp_path / "serve.log").open("ab") as log, FakeBotProcess(scale=1) as fake:
-        bot = WargaServe(database_url, fake, var_dir_with_model(tmp_path, model_dir), log=log)
+        bot = WargaServe(empty_url, fake, var_dir_with_model(tmp_path, model_dir), log=log)
         with bot:
             _deliver(burst, [bot])
             time.sleep(1.0)  # mid-way: replies go out at 29/s, 150 of them
@@ -218,11 +193,11 @@ def test_sigterm_stops_within_seconds_and_leaves_the_rest_for_the_next_start(
             sent_before = len(fake.messages())
         assert took < 10.0
         assert sent_before < len(burst)
-        waiting = _count(database_url, Outbox, Outbox.state == "pending") + _count(
-            database_url, InboxUpdate, InboxUpdate.state == InboxState.PENDING
+        waiting = _count(empty_url, Outbox, Outbox.state == "pending") + _count(
+            empty_url, InboxUpdate, InboxUpdate.state == InboxState.PENDING
         )
         assert waiting > 0
-        with WargaServe(database_url, fake, var_dir_with_model(tmp_path, model_dir), log=log):
+        with WargaServe(empty_url, fake, var_dir_with_model(tmp_path, model_dir), log=log):
             sent = _settled(fake, users, timeout=60)
     assert Counter(m["chat_id"] for m in sent) == {u: len(SCRIPT) for u in users}
 
@@ -307,11 +282,8 @@ def test_readyz_says_not_ready_while_the_database_is_cut_and_ready_once_it_is_ba
     postgres_url, model_dir, tmp_path
 ):
     base = make_url(postgres_url)
-    admin = make_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    name = f"warga_cut_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
+    with fresh_postgres_database(postgres_url) as fresh:
+        name = make_url(fresh).database
         with (
             Proxy((base.host or "127.0.0.1", base.port or 5432)) as proxy,
             FakeBotProcess() as fake,
@@ -340,7 +312,3 @@ def test_readyz_says_not_ready_while_the_database_is_cut_and_ready_once_it_is_ba
                 while not fake.messages():
                     assert time.monotonic() < deadline, "nothing answered after the cut"
                     time.sleep(0.2)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()

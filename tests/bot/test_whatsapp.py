@@ -26,6 +26,8 @@ from pywa.errors import WhatsAppError
 from pywa.types import CallbackButton, CallbackSelection, Message, MessageStatus
 from pywa.types.base_update import RawUpdate
 from sqlalchemy import func, select
+from support.webhooks import wa_body_text as body_text
+from support.webhooks import wa_choices as choices
 from support.whatsapp_graph import (
     API,
     PHONE_NUMBER_ID,
@@ -219,22 +221,6 @@ class Phone:
         got = self.bot.graph.to(self.address)
         new, self.seen = got[self.seen :], len(got)
         return new
-
-
-def body_text(message: dict[str, Any]) -> str:
-    if message["type"] == "text":
-        return message["text"]["body"]
-    if message["type"] == "interactive":
-        return message["interactive"]["body"]["text"]
-    return ""
-
-
-def choices(message: dict[str, Any]) -> dict[str, str]:
-    """Payload -> label of an interactive message's buttons or list rows."""
-    action = message["interactive"]["action"]
-    if message["interactive"]["type"] == "button":
-        return {b["reply"]["id"]: b["reply"]["title"] for b in action["buttons"]}
-    return {r["id"]: r["title"] for s in action["sections"] for r in s["rows"]}
 
 
 def count(assistant: Assistant, model: type) -> int:

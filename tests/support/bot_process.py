@@ -27,6 +27,14 @@ ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "123456789:PROCESS-test-token"  # noqa: S105 - the fake server's, not a secret
 SECRET = "rahasia-webhook-proses"  # noqa: S105 - a test secret
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 - a header name
+# A resident's messages that get exactly one reply each; the proposal also makes a ticket.
+SCRIPT = (
+    "halo",
+    "usul min bikin taman bermain anak di kelurahan Sidomulyo Barat",
+    "terima kasih",
+    "laporan saya",
+    "halo lagi",
+)
 
 
 class FakeBotProcess:
