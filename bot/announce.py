@@ -18,7 +18,7 @@ from actions.people import get_or_create_resident
 from bot.messages import Button, Outgoing
 
 if TYPE_CHECKING:
-    from bot.conversation import Turn
+    from bot.turn import Turn
 
 _TIME = re.compile(
     r"^\s*(?:(\d{1,2})[/.-](\d{1,2})(?:[/.-](\d{2,4}))?\s+)?(\d{1,2})[:.](\d{2})\s*$"

@@ -12,7 +12,7 @@ from actions.models import Area, CivicGroup, Resident
 from bot.messages import Button, Outgoing
 
 if TYPE_CHECKING:
-    from bot.conversation import Turn
+    from bot.turn import Turn
 
 MENU_GROUPS = 6  # groups offered as buttons; the others by name
 
@@ -66,6 +66,17 @@ class Following:
         """Follow what the words name; None when they name nothing the bot knows."""
         found = self.target(words, parse) if words.strip() else None
         return self.follow_target(*found) if found is not None else None
+
+    def start(self, words: str, parse: Any | None) -> list[Outgoing]:
+        """Follow what the words name, or offer the choices and wait for a name."""
+        if not self.available:
+            return [self.turn.reply("ikuti.not_on_channel")]
+        followed = self.follow(words, parse)
+        if followed is not None:
+            return followed
+        menu = self.menu()
+        self.turn.go(self.turn.states.FOLLOW)
+        return [menu]
 
     def menu(self) -> Outgoing:
         """The city and the groups as buttons; any kelurahan or kecamatan by name."""
@@ -131,6 +142,11 @@ class Following:
                     ("ikuti.offer_no", "follow:no"),
                 ]
             ],
+            answers={
+                "yes": f"follow:area:{area.id}",
+                "join": f"follow:area:{area.id}",
+                "no": "follow:no",
+            },
         )
 
     # -- list and stop --------------------------------------------------------------------------

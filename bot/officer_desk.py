@@ -28,7 +28,7 @@ from bot.messages import Button, Outgoing
 from nlu import redact
 
 if TYPE_CHECKING:
-    from bot.conversation import Turn
+    from bot.turn import Turn
 
 COMMANDS = frozenset(
     {
@@ -172,9 +172,7 @@ class Desk:
 
     def ask_reply(self, ticket: Ticket) -> list[Outgoing]:
         """Tapped "Balas": the officer's next message is the reply."""
-        from bot.conversation import State
-
-        self.turn.state, self.turn.data = State.OFFICER_REPLY, {"number": ticket.number}
+        self.turn.state, self.turn.data = self.turn.states.OFFICER_REPLY, {"number": ticket.number}
         return self.say("officer.ask_reply", number=ticket.number)
 
     def pending_reply(self, text: str) -> list[Outgoing]:

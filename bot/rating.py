@@ -1,0 +1,84 @@
+"""After a ticket is resolved: the resident rates it, or says it is still broken."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from actions.desk import ReopenTooLate, rate, reopen
+from actions.domain import DomainError, TicketStatus
+from actions.models import Ticket
+from bot.messages import Outgoing
+from bot.turn import Turn
+
+
+class Rating:
+    def __init__(self, turn: Turn) -> None:
+        self.turn, self.session = turn, turn.session
+
+    def latest_resolved(self) -> Ticket | None:
+        return self.session.scalar(
+            select(Ticket)
+            .where(
+                Ticket.reporter_id == self.turn.sender.resident_id,
+                Ticket.status == TicketStatus.RESOLVED,
+            )
+            .order_by(Ticket.resolved_at.desc())
+            .limit(1)
+        )
+
+    def ask(self) -> list[Outgoing]:
+        """Offer the stars for the resident's latest resolved report, if there is one."""
+        turn = self.turn
+        ticket = self.latest_resolved()
+        if ticket is None:
+            return [turn.reply("nilai.thanks")]
+        stars = [(f"button.stars_{n}", f"rate:{ticket.number}:{n}") for n in range(1, 6)]
+        return [
+            turn.reply(
+                "rating.ask",
+                number=ticket.number,
+                buttons=[stars, [("button.not_fixed", f"reopen:{ticket.number}")]],
+                answers={
+                    "still_broken": f"reopen:{ticket.number}",
+                    "no": f"reopen:{ticket.number}",
+                },
+            )
+        ]
+
+    def still_broken(self) -> list[Outgoing] | None:
+        """ "belum beres" with no question pending: the ticket resolved last, if there is one."""
+        ticket = self.latest_resolved()
+        return self.on_reopen(ticket.number) if ticket is not None else None
+
+    def own(self, number: str) -> Ticket | None:
+        ticket = self.session.scalar(select(Ticket).where(Ticket.number == number))
+        mine = ticket is not None and ticket.reporter_id == self.turn.sender.resident_id
+        return ticket if mine else None
+
+    def on_rate(self, value: str) -> list[Outgoing]:
+        turn = self.turn
+        number, _, stars = value.rpartition(":")
+        ticket = self.own(number)
+        if ticket is None or not stars.isdigit():
+            return [turn.reply("form.expired")]
+        try:
+            rate(
+                self.session, resident=turn.resident, ticket=ticket, stars=int(stars), now=turn.now
+            )
+        except DomainError:
+            return [turn.reply("rating.not_now", number=number)]
+        return [turn.reply("rating.thanks", number=number, stars=stars)]
+
+    def on_reopen(self, value: str) -> list[Outgoing]:
+        turn = self.turn
+        ticket = self.own(value)
+        if ticket is None:
+            return [turn.reply("form.expired")]
+        city = turn.app.city.config
+        try:
+            reopen(self.session, resident=turn.resident, ticket=ticket, city=city, now=turn.now)
+        except ReopenTooLate:
+            return [turn.reply("reopen.too_late", number=value, days=city.reopen_days)]
+        except DomainError:
+            return [turn.reply("rating.not_now", number=value)]
+        return [turn.reply("reopen.done", number=value)]
