@@ -237,8 +237,8 @@ class Router:
             or (want == "lapor" and turn.state is State.DESCRIBE)
         ):
             return self.start(want)
-        if "still_broken" in self.answers.kinds(text) and turn.state not in REPORT_STATES:
-            reopened = Rating(turn).still_broken()
+        if turn.state not in REPORT_STATES and self.answers.mentions(text, "still_broken"):
+            reopened = Rating(turn).still_broken(text, parse)
             if reopened is not None:
                 return reopened
         if turn.state in (State.IDLE, State.CLARIFY):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import select
 
 from actions.desk import ReopenTooLate, rate, reopen
@@ -45,10 +47,20 @@ class Rating:
             )
         ]
 
-    def still_broken(self) -> list[Outgoing] | None:
-        """ "belum beres" with no question pending: the ticket resolved last, if there is one."""
+    def still_broken(self, text: str, parse: Any) -> list[Outgoing] | None:
+        """ "belum beres" with no question pending means the ticket resolved last: reopened
+        when the message says only that, or says it of the same kind of problem ("lampunya
+        masih mati pak"). None: it is about something else."""
         ticket = self.latest_resolved()
-        return self.on_reopen(ticket.number) if ticket is not None else None
+        if ticket is None:
+            return None
+        only_that = self.turn.app.answers.kinds(text) == {"still_broken"}
+        same_problem = (
+            parse.intent in ("lapor", "nilai", "cek_status")
+            and parse.category in (None, ticket.category.code)
+            and len(text.split()) <= 12
+        )
+        return self.on_reopen(ticket.number) if only_that or same_problem else None
 
     def own(self, number: str) -> Ticket | None:
         ticket = self.session.scalar(select(Ticket).where(Ticket.number == number))

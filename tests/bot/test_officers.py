@@ -410,3 +410,33 @@ def test_a_proof_photo_can_come_with_selesai(chat, staff, assistant):
         assert [(p.file_id, p.added_by_id is not None) for p in t.photos] == [
             ("console:tambalan-baru", True)
         ]
+
+
+def test_still_broken_in_the_residents_own_words_reopens_the_ticket_resolved_last(
+    chat, staff, assistant, clock
+):
+    # Typed, not tapped, in a later session (no question pending), in several ways.
+    cases = [
+        ("belum beres", "jalan berlubang besar di Jl. Paus, Tangkerang Barat"),
+        ("blm beres pak", "jalan rusak parah di Jl. Durian, kelurahan Labuh Baru Timur"),
+        ("lubangnya masih belum diperbaiki", "aspal jalan hancur di Jl. Kuini, Sukajadi"),
+    ]
+    for n, (words, problem) in enumerate(cases):
+        number = report(chat, f"warga{n}", text=problem)
+        chat("budi", "Budi")(f"/selesai {number} sudah ditambal")
+        me = chat(f"warga{n}")
+        clock[0] += timedelta(days=1)
+        out = me(words)
+        assert me.t("id", "reopen.done", number=number) in out, words
+        assert ticket(assistant, number).status is TicketStatus.REOPENED
+
+
+def test_still_broken_without_a_resolved_ticket_or_about_something_else_reopens_nothing(
+    chat, staff, assistant
+):
+    me = chat("siti")
+    assert me.t("id", "reopen.done", number="")[:20] not in me("belum beres")
+    number = report(chat)
+    chat("budi", "Budi")(f"/selesai {number} sudah ditambal")
+    out = me("sampah di jl durian masih belum diangkut seminggu ini")  # another problem
+    assert ticket(assistant, number).status is TicketStatus.RESOLVED, out
