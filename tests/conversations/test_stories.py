@@ -437,8 +437,8 @@ def _indent(text: str, prefix: str = "    | ") -> str:
     return "\n".join(prefix + line for line in lines)
 
 
-@pytest.mark.parametrize("story", STORIES, ids=[s.id for s in STORIES])
-def test_story(story: Story, assistant, clock) -> None:
+def play(story: Story, assistant, clock) -> None:
+    """Play a story step by step; fail at the first step whose checks do not hold."""
     check_story(story)
     run = Run(story, assistant, clock)
     for n, step in enumerate(story.steps, 1):
@@ -474,11 +474,54 @@ def test_story(story: Story, assistant, clock) -> None:
             )
 
 
-def test_every_story_is_well_formed() -> None:
-    """Typos in a story's keys fail here at once, before any database is set up."""
+@pytest.mark.parametrize("story", STORIES, ids=[s.id for s in STORIES])
+def test_story(story: Story, assistant, clock) -> None:
+    play(story, assistant, clock)
+
+
+def test_a_story_that_does_not_hold_fails_and_says_where(assistant, clock) -> None:
+    """The runner can fail: a wrong expectation stops at its step with all it needs to read."""
+    wrong = Story(
+        file="(inline)",
+        index=1,
+        name="a pothole report is not asked for a photo",
+        steps=[
+            {
+                "user": "jalan di jl. arifin ahmad dpn kantor gubernur byk lubang kel sidomulyo",
+                "state": "report.privacy",
+                "says": "report.ask_privacy",
+                "contains": "zebra",
+                "ticket": {"count": 1},
+            },
+            {"user": "lewati", "state": "report.privacy"},
+        ],
+    )
+    with pytest.raises(pytest.fail.Exception) as failed:
+        play(wrong, assistant, clock)
+    message = str(failed.value)
+    for part in (
+        "story: a pothole report is not asked for a photo",
+        "step 1 of 2, as warga: user 'jalan di jl. arifin ahmad dpn kantor",
+        "state is 'report.photo', expected 'report.privacy'",
+        "says report.ask_privacy: 'Boleh dipublikasikan?' is not in the reply",
+        "contains 'zebra': not in the reply",
+        "ticket: warga has no ticket",
+        "| Ada foto?",
+        "state of warga: report.photo",
+    ):
+        assert part in message, (part, message)
+
+
+def test_every_story_is_well_formed(responses) -> None:
+    """Typos in a story's keys or response keys fail here at once, before any database."""
     names: set[str] = set()
     for story in STORIES:
         check_story(story)
+        for n, step in enumerate(story.steps, 1):
+            lang = step.get("lang", story.lang)
+            for key in _as_list(step.get("says", [])) + _as_list(step.get("not_says", [])):
+                piece = fixed_part(responses.get(lang, key))
+                assert len(piece) >= 8, f"{story.id} step {n}: {key} has no fixed text to check"
         assert story.name not in names, f"two stories are called {story.name!r}"
         names.add(story.name)
     assert len(STORIES) >= 220, len(STORIES)
