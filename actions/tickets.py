@@ -9,8 +9,9 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import cache
+from typing import Any
 
-from sqlalchemy import Executable, bindparam, func, or_, select, update
+from sqlalchemy import Executable, bindparam, false, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, joinedload
@@ -558,6 +559,19 @@ def _near_identical(wa: frozenset[str], wb: frozenset[str]) -> bool:
     return len(wa & wb) / len(wa | wb) >= DESCRIPTION_OVERLAP
 
 
+def _telling(words: Iterable[str], n: int) -> list[str]:
+    """The n longest words that are not keywords or numbers: those a same text must share."""
+    names = {w for w in words if w not in _PLACE_WORD.values() and not w.isdigit()}
+    return sorted(names, key=lambda w: (-len(w), w))[:n]
+
+
+def _has_any(column: Any, words: list[str]) -> Any:
+    """SQL: the column holds one of the words (any case; ASCII case in SQLite)."""
+    if not words:
+        return false()
+    return or_(*(func.lower(column).contains(w, autoescape=True) for w in words))
+
+
 def find_similar(
     session: Session,
     *,
@@ -604,22 +618,23 @@ def find_similar(
     )
     if exclude_reporter is not None:
         stmt = stmt.where(Ticket.reporter_id != exclude_reporter)
-    if by_text:
-        # Place texts and descriptions are compared here, not in SQL: the newest ones.
-        stmt = stmt.limit(SIMILAR_CANDIDATES)
-    else:
-        near = []
-        if has_pin:
-            # A bounding box the index can narrow, then the exact distance.
-            dlat = radius_m / 111_320
-            dlon = radius_m / (111_320 * max(math.cos(math.radians(latitude)), 0.01))
-            near.append(
-                Ticket.latitude.between(latitude - dlat, latitude + dlat)
-                & Ticket.longitude.between(longitude - dlon, longitude + dlon)
-            )
-        if area is not None:
-            near.append(Ticket.area_id == area.id)
-        stmt = stmt.where(or_(*near)).limit(50)
+    near = []
+    if has_pin:
+        # A bounding box the index can narrow, then the exact distance.
+        dlat = radius_m / 111_320
+        dlon = radius_m / (111_320 * max(math.cos(math.radians(latitude)), 0.01))
+        near.append(
+            Ticket.latitude.between(latitude - dlat, latitude + dlat)
+            & Ticket.longitude.between(longitude - dlon, longitude + dlon)
+        )
+    if area is not None:
+        near.append(Ticket.area_id == area.id)
+    # Texts are compared in Python; SQL keeps only those with one of their telling words.
+    if by_place:
+        near.append(_has_any(Ticket.location_text, _telling(place, 1)))
+    if by_words:
+        near.append(_has_any(Ticket.description, _telling(words, 3)))
+    stmt = stmt.where(or_(*near)).limit(SIMILAR_CANDIDATES if by_text else 50)
     for ticket in session.scalars(stmt):
         if area is not None and ticket.area_id == area.id:
             return ticket

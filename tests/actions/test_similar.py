@@ -10,7 +10,13 @@ from sqlalchemy import select
 from actions.domain import AreaLevel, Privacy, TicketKind
 from actions.models import Area
 from actions.people import get_or_create_resident
-from actions.tickets import create_ticket, find_similar, place_words, same_place
+from actions.tickets import (
+    SIMILAR_CANDIDATES,
+    create_ticket,
+    find_similar,
+    place_words,
+    same_place,
+)
 from nlu import lokasi_key
 from tests.conftest import MONDAY
 
@@ -162,3 +168,18 @@ def test_place_texts_compare_as_the_nlu_keys_them(a, b, same):
     assert same_place(a, b) is same
     # One normalisation: the store's and the NLU's agree.
     assert " ".join(place_words(a)) == lokasi_key(a)
+
+
+def test_the_same_place_is_found_behind_many_newer_reports_elsewhere(session, report, other):
+    first = report(location_text="Gg. Ikhlas Jl. Durian", description="parit tersumbat")
+    streets = ["Sudirman", "Arifin Ahmad", "Tuanku Tambusai", "Soekarno Hatta", "Riau"]
+    for n in range(SIMILAR_CANDIDATES + 5):
+        report(
+            location_text=f"Jl. {streets[n % 5]} no {n}",
+            description=f"lubang nomor {n} di jalan",
+            now=MONDAY + timedelta(minutes=n + 1),
+        )
+    later = MONDAY + timedelta(hours=6)
+    assert similar(session, other, place="gang ikhlas jalan durian", now=later) == first
+    assert similar(session, other, place="Jl. Durian", now=later) == first
+    assert similar(session, other, place="Jl. Duku", now=later) is None
