@@ -10,6 +10,14 @@ bounding box holds it, found through a coarse grid over the city. The polygons a
 a pin some tens of metres from a border may land in the neighbour, so the conversation says
 "kelurahan X (from the pin)" and lets the resident correct it. A point exactly on a border
 belongs to one side only.
+
+Why not shapely (benchmarks/geo.py, one core, 83 kelurahan, 4,424 vertices): a pin comes one
+at a time, and one point a call this runs 80-140k points/s against shapely's 40-77k (shapely
+wins only vectorised, 160-550k/s, which a chat never needs); importing this adds 3 ms to a
+process that has the store loaded, shapely 10-20 ms after numpy (70-180 ms alone); and shapely
+is a 2.3 MB wheel (9.6 MB installed with its GEOS libraries) for some 60 lines of code here.
+Both agree on every one of 20,100 random points. shapely stays a test tool, the independent
+check of this module.
 """
 
 from __future__ import annotations
