@@ -131,6 +131,9 @@ class HolidayConfig(_Strict):
 
 class WilayahConfig(_Strict):
     file: str
+    # GeoJSON outlines of the kelurahan (and kecamatan), codes as in `file`: a pin -> its
+    # kelurahan (actions/geo.py). Optional: without it a pin gives no kelurahan.
+    boundaries: str | None = None
     aliases: dict[AreaLevel, dict[str, list[str]]] = Field(default_factory=dict)
 
 
@@ -226,6 +229,7 @@ class LoadedCity:
     path: Path
     config: CityConfig
     wilayah: tuple[WilayahRow, ...]
+    boundaries_path: Path | None = None
 
     def places(self) -> dict[str, dict[str, list[str]]]:
         """Return kecamatan and kelurahan names with their aliases, as the NLU takes them."""
@@ -265,7 +269,12 @@ def load_city_file(path: Path) -> LoadedCity:
         raise CityFileError(f"{path}: {_where(first['loc'])}: {first['msg']}{more}") from None
     wilayah = _read_wilayah(path, config)
     _cross_check(path, config, wilayah)
-    return LoadedCity(path=path, config=config, wilayah=wilayah)
+    boundaries = None
+    if config.wilayah.boundaries is not None:
+        boundaries = (path.parent / config.wilayah.boundaries).resolve()
+        if not boundaries.is_file():
+            raise CityFileError(f"{path}: wilayah.boundaries: no such file {boundaries}")
+    return LoadedCity(path=path, config=config, wilayah=wilayah, boundaries_path=boundaries)
 
 
 def _read_wilayah(path: Path, config: CityConfig) -> tuple[WilayahRow, ...]:

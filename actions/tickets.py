@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import math
+import re
+import unicodedata
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import cache
+from typing import Any
 
-from sqlalchemy import Executable, bindparam, func, or_, select, update
+from sqlalchemy import Executable, bindparam, false, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, joinedload
@@ -500,6 +503,75 @@ def list_tickets(
     return list(session.scalars(stmt))
 
 
+# Similar reports: the same place written alike, or the same words (a forwarded message).
+SIMILAR_CANDIDATES = 200  # the newest open tickets of a category compared by their text
+DESCRIPTION_OVERLAP = 0.8  # Jaccard of the word sets of two descriptions
+DESCRIPTION_MIN_WORDS = 6  # shorter ones ("jalan rusak parah") say too little to match
+PLACE_MIN_WORDS = 2  # "Jl. Paus" is a place; "Paus" alone could be anything
+TEXT_MATCH_MAX_M = 2_000.0  # a same-named street with pins farther apart is another street
+
+_WORDS = re.compile(r"[^\W_]+", re.UNICODE)
+# Spellings of one keyword: "Jl." = "jalan" = "jln", "gg" = "gang" (as nlu.lokasi_key).
+_PLACE_WORD = {
+    **dict.fromkeys(("jl", "jln", "jlan", "jalan"), "jalan"),
+    **dict.fromkeys(("gg", "gng", "gang"), "gang"),
+    **dict.fromkeys(("no", "nomor", "nmr"), "no"),
+    **dict.fromkeys(("simp", "spg", "simpang"), "simpang"),
+    **dict.fromkeys(("perum", "perumahan"), "perumahan"),
+    **dict.fromkeys(("komp", "komplek", "kompleks"), "komplek"),
+    **dict.fromkeys(("lr", "lorong"), "lorong"),
+    **dict.fromkeys(("psr", "pasar"), "pasar"),
+}
+
+
+def place_words(text: str) -> tuple[str, ...]:
+    """A place as written, without case, punctuation, keyword spellings or leading zeros."""
+    words = _WORDS.findall(unicodedata.normalize("NFKC", text).casefold())
+    return tuple(_PLACE_WORD.get(w, w.lstrip("0") or "0") for w in words)
+
+
+def same_place(a: str, b: str) -> bool:
+    """Whether two place texts name the same place: equal once normalised, or one holds the
+    other whole ("Jl. Paus" in "jalan paus depan SD 12"); a single word never matches."""
+    return _same_place(place_words(a), place_words(b))
+
+
+def _same_place(wa: tuple[str, ...], wb: tuple[str, ...]) -> bool:
+    if len(wa) > len(wb):
+        wa, wb = wb, wa
+    if len(wa) < PLACE_MIN_WORDS:
+        return False
+    return any(wb[k : k + len(wa)] == wa for k in range(len(wb) - len(wa) + 1))
+
+
+def description_words(text: str) -> frozenset[str]:
+    return frozenset(_WORDS.findall(unicodedata.normalize("NFKC", text).casefold()))
+
+
+def near_identical(a: str, b: str) -> bool:
+    """Whether two descriptions share nearly all their words (Jaccard of the word sets)."""
+    return _near_identical(description_words(a), description_words(b))
+
+
+def _near_identical(wa: frozenset[str], wb: frozenset[str]) -> bool:
+    if min(len(wa), len(wb)) < DESCRIPTION_MIN_WORDS:
+        return False
+    return len(wa & wb) / len(wa | wb) >= DESCRIPTION_OVERLAP
+
+
+def _telling(words: Iterable[str], n: int) -> list[str]:
+    """The n longest words that are not keywords or numbers: those a same text must share."""
+    names = {w for w in words if w not in _PLACE_WORD.values() and not w.isdigit()}
+    return sorted(names, key=lambda w: (-len(w), w))[:n]
+
+
+def _has_any(column: Any, words: list[str]) -> Any:
+    """SQL: the column holds one of the words (any case; ASCII case in SQLite)."""
+    if not words:
+        return false()
+    return or_(*(func.lower(column).contains(w, autoescape=True) for w in words))
+
+
 def find_similar(
     session: Session,
     *,
@@ -511,13 +583,27 @@ def find_similar(
     days: int = 30,
     radius_m: float = 300.0,
     exclude_reporter: int | None = None,
+    location_text: str = "",
+    description: str = "",
 ) -> Ticket | None:
-    """Return the newest open ticket of a category in the same kelurahan, or near the pin.
+    """Return the newest open ticket of a category that looks like the same problem.
 
-    Near means within `radius_m` when both have coordinates; only the last `days` count.
+    The same problem is, among the last `days` of open tickets of the category: one in the
+    same kelurahan (`area`), one whose pin is within `radius_m` of this one, one whose place
+    text is the same place (`location_text`: case, punctuation and "Jl."/"jalan"/"jln"
+    aside, see `same_place`), or one whose description is near-identical (`description`,
+    see `near_identical`). A text match is dropped when both tickets have a kelurahan and
+    they differ, or both have pins more than TEXT_MATCH_MAX_M apart (a street name repeats
+    across a city). Pass as `location_text` only what the resident wrote (no placeholder).
     Rahasia tickets are never offered to anyone.
     """
-    if area is None and (latitude is None or longitude is None):
+    has_pin = latitude is not None and longitude is not None
+    place = place_words(location_text)
+    words = description_words(description)
+    by_place = len(place) >= PLACE_MIN_WORDS
+    by_words = len(words) >= DESCRIPTION_MIN_WORDS
+    by_text = by_place or by_words
+    if area is None and not has_pin and not by_text:
         return None
     stmt = (
         select(Ticket)
@@ -528,13 +614,12 @@ def find_similar(
             Ticket.privacy != Privacy.RAHASIA,
             Ticket.created_at >= now - timedelta(days=days),
         )
-        .order_by(Ticket.created_at.desc())
-        .limit(50)
+        .order_by(Ticket.created_at.desc(), Ticket.id.desc())
     )
     if exclude_reporter is not None:
         stmt = stmt.where(Ticket.reporter_id != exclude_reporter)
     near = []
-    if latitude is not None and longitude is not None:
+    if has_pin:
         # A bounding box the index can narrow, then the exact distance.
         dlat = radius_m / 111_320
         dlon = radius_m / (111_320 * max(math.cos(math.radians(latitude)), 0.01))
@@ -544,14 +629,30 @@ def find_similar(
         )
     if area is not None:
         near.append(Ticket.area_id == area.id)
-    for ticket in session.scalars(stmt.where(or_(*near))):
+    # Texts are compared in Python; SQL keeps only those with one of their telling words.
+    if by_place:
+        near.append(_has_any(Ticket.location_text, _telling(place, 1)))
+    if by_words:
+        near.append(_has_any(Ticket.description, _telling(words, 3)))
+    stmt = stmt.where(or_(*near)).limit(SIMILAR_CANDIDATES if by_text else 50)
+    for ticket in session.scalars(stmt):
         if area is not None and ticket.area_id == area.id:
             return ticket
-        if (
-            latitude is not None
-            and ticket.latitude is not None
-            and distance_m(latitude, longitude, ticket.latitude, ticket.longitude) <= radius_m
-        ):
+        pins = has_pin and ticket.latitude is not None and ticket.longitude is not None
+        apart = (
+            distance_m(latitude, longitude, ticket.latitude, ticket.longitude) if pins else None
+        )
+        if apart is not None and apart <= radius_m:
+            return ticket
+        if not by_text:
+            continue
+        if area is not None and ticket.area_id not in (None, area.id, area.parent_id):
+            continue  # another kelurahan (a kecamatan that holds this one is no conflict)
+        if apart is not None and apart > TEXT_MATCH_MAX_M:
+            continue
+        if by_place and _same_place(place, place_words(ticket.location_text)):
+            return ticket
+        if by_words and _near_identical(words, description_words(ticket.description)):
             return ticket
     return None
 

@@ -170,6 +170,12 @@ _KEL_CUE = re.compile(r"(?:\bkel(?:urahan)?\.?|\bdesa|\bkelurahan)\s*$", re.I)
 
 _KEY_DROP = re.compile(r"[\s\-.'’_]")
 _GAP = re.compile(r"[\s\-]{1,2}")
+# Words after which a name made of ordinary words ("air dingin", "simpang baru") is a place.
+_PLACE_CUE = re.compile(
+    r"(?:^|\W)(?:di|ke|dari|daerah|wilayah|sekitar|sekitaran|dekat|dkt|area|kawasan|arah|"
+    r"menuju|warga|kel|kelurahan|kec|kecamatan|desa)\.?\s*$|,\s*$",
+    re.I,
+)
 
 
 def place_key(name: str) -> str:
@@ -239,13 +245,25 @@ class Gazetteer:
                 key = "".join(keys[i : i + n])
                 if n == 1 and len(key) < 4 and key not in self.index:
                     continue
-                if key in self.suppress:
+                span = words[i : i + n]
+                start, end = span[0][1], span[-1][2]
+                before = text[max(0, start - 14) : start]
+                # A name the training data uses for something else counts only after "kel.".
+                if key in self.suppress and not _KEL_CUE.search(before):
                     continue
                 real = self._resolve(key, any(unknown[i : i + n]))
                 if real is None:
                     continue
-                span = words[i : i + n]
-                start, end = span[0][1], span[-1][2]
+                # A name written apart in lower case that opens with an ordinary word ("mandi
+                # pakai air dingin", "minum air putih") is a place only where a place is
+                # expected: after "di", "kel.", "daerah", a comma ...
+                if (
+                    n > 1
+                    and not unknown[i]
+                    and text[start:end].islower()
+                    and not _PLACE_CUE.search(before)
+                ):
+                    continue
                 if any(s < end and start < e for s, e in taken):
                     continue
                 # Only join words separated by spaces or hyphens.
@@ -254,7 +272,6 @@ class Gazetteer:
                 ):
                     continue
                 types = self.index[real]
-                before = text[max(0, start - 14) : start]
                 if _KEL_CUE.search(before) and "kelurahan" in types:
                     etype = "kelurahan"
                 elif _KEC_CUE.search(before) and "kecamatan" in types:

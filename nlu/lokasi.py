@@ -9,6 +9,7 @@ than outside them, and words no dictionary knows.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
@@ -117,6 +118,10 @@ CONTINUERS = {
     "/",
     "&",
 }
+# Keywords that start the next part of one address ("gg. Mawar jl. Delima"): they end a name.
+PART_HEADS = STREET | {"gang", "gg", "gg.", "gng"}
+# Words that end a street's name and belong to the place: "Jl. Delima ujung".
+TAILS = {"ujung", "pangkal"}
 # Openers that stay in front of a street: "simpang Jl. Arifin Ahmad", "gang Ikhlas Jl. Durian".
 CHAIN_HEADS = {"simpang", "simp", "simp.", "spg", "gang", "gg", "gg.", "gng", "flyover", "fly"}
 # Openers that a number may follow: "RT 04", "km 12", "gang 3".
@@ -143,6 +148,13 @@ NUMBERED = {
     "sma",
     "smk",
 }
+# One address is a few parts ("simpang Jl. A - Jl. B", "gg. X jl. Y RT 1 RW 2"): a run of
+# keywords and names longer than this is a new place (a message repeating "jl. paus jl. paus").
+MAX_PLACE_TOKENS = 16
+# The place text kept for a report: all its places, each once, at most this many characters.
+PLACE_TEXT_LIMIT = 200
+# Places found this close (characters between) are one place: "Jl. Paus depan SD 12".
+PLACE_JOIN_GAP = 12
 ROMAN = {"i", "ii", "iii", "iv", "v", "vi", "vii", "viii", "ix", "x"}
 STOP = {
     "di",
@@ -413,6 +425,7 @@ class PlaceFinder:
                         and m - k < 5
                         and joined(m)
                         and not place_at(toks[m])
+                        and toks[m][0].lower() not in PART_HEADS
                         and self._is_name(toks[m][0], mixed_case)
                     ):
                         m += 1
@@ -423,11 +436,20 @@ class PlaceFinder:
                 i += 1
                 continue
             # Continue with RT/RW/km/no + number, another opener + name, or more name words.
-            while j < n:
+            while j < n and j - i < MAX_PLACE_TOKENS:
                 low_j = toks[j][0].lower()
                 if low_j in CONTINUERS and j + 1 < n and joined(j) and joined(j + 1):
                     nxt = toks[j + 1][0]
-                    if place_at(toks[j + 1]) or place_at(toks[j]):
+                    span = place_at(toks[j + 1])
+                    if low_j in PART_HEADS and span is not None and not place_at(toks[j]):
+                        # "gg. Mawar jl. Delima": a wilayah name after a street keyword is
+                        # the street's name.
+                        absorbed.add(span)
+                        j += 1
+                        while j < n and place_at(toks[j]) == span:
+                            j += 1
+                        continue
+                    if span is not None or place_at(toks[j]):
                         break
                     if (
                         nxt.isdigit()
@@ -445,6 +467,8 @@ class PlaceFinder:
                             j += 1
                         continue
                 break
+            if j < n and joined(j) and toks[j][0].lower() in TAILS:
+                j += 1
             s, e = toks[i][1], toks[j - 1][2]
             while e > s and text[e - 1] in ".,-/&":
                 e -= 1
@@ -453,3 +477,99 @@ class PlaceFinder:
             i = j
         ents = [Entity("lokasi", text[s:e], s, e, text[s:e]) for s, e in spans]
         return ents, absorbed
+
+
+# ---------------------------------------------------------------- place text of a report
+
+_KEY_WORD = re.compile(r"[^\W_]+", re.UNICODE)
+# Spellings of one keyword: "Jl." = "jalan" = "jln", "gg" = "gang", "no." = "nomor".
+_KEYWORD_FORMS = {
+    **dict.fromkeys(("jl", "jln", "jlan", "jalan"), "jalan"),
+    **dict.fromkeys(("gg", "gng", "gang"), "gang"),
+    **dict.fromkeys(("no", "nomor", "nmr"), "no"),
+    **dict.fromkeys(("simp", "spg", "simpang"), "simpang"),
+    **dict.fromkeys(("perum", "perumahan"), "perumahan"),
+    **dict.fromkeys(("komp", "komplek", "kompleks"), "komplek"),
+    **dict.fromkeys(("lr", "lorong"), "lorong"),
+    **dict.fromkeys(("psr", "pasar"), "pasar"),
+}
+_PART_START = re.compile(
+    r"(?<![^\W_])(?:jl|jln|jlan|jalan|gg|gng|gang)\b\.?", re.IGNORECASE | re.UNICODE
+)
+
+
+def lokasi_key(text: str) -> str:
+    """Key of a place as written: case, punctuation and keyword spellings do not count.
+
+    `Jl. Paus`, `jalan paus`, `JLN PAUS!` share one key; `gg mawar` and `Gang Mawar` too.
+    """
+    words = _KEY_WORD.findall(unicodedata.normalize("NFKC", text).casefold())
+    # A number's leading zeros do not count either: "RT 04" is "rt 4".
+    return " ".join(_KEYWORD_FORMS.get(w, w.lstrip("0") or "0") for w in words)
+
+
+def _cut(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    head = text[: limit - 1]
+    space = head.rfind(" ")
+    return (head[:space] if space > limit // 2 else head).rstrip(" ,.-/") + "…"
+
+
+def _unique_parts(part: str) -> str:
+    """Drop the repeated streets and gangs inside one place: "jl. paus jl. paus" -> "jl. paus"."""
+    cuts = [m.start() for m in _PART_START.finditer(part)]
+    if len(cuts) < 2:
+        return part
+    if cuts[0] != 0:
+        cuts.insert(0, 0)
+    pieces = [part[a:b].strip() for a, b in zip(cuts, [*cuts[1:], len(part)], strict=True)]
+    seen: set[str] = set()
+    kept = []
+    for piece in pieces:
+        key = lokasi_key(piece)
+        if key and key not in seen:
+            seen.add(key)
+            kept.append(piece)
+    return " ".join(kept)
+
+
+def place_text(text: str, entities: Iterable[Entity], limit: int = PLACE_TEXT_LIMIT) -> str:
+    """Join the lokasi entities of `text` into the place text of a report.
+
+    Neighbours at most PLACE_JOIN_GAP characters apart are one place ("Jl. Paus depan SD 12");
+    places are joined with ", ", each once (case, punctuation and "Jl."/"jalan"/"jln" aside),
+    and the result is at most `limit` characters (whole places while they fit; a single
+    longer place is cut at a word with "…"). Entities of other types are ignored.
+    """
+    spans = []
+    seen: set[str] = set()
+    for start, end in sorted((e.start, e.end) for e in entities if e.type == "lokasi"):
+        key = lokasi_key(text[start:end])
+        if key and key not in seen:  # "Jl. Paus rusak, JALAN PAUS rusak": one "Jl. Paus"
+            seen.add(key)
+            spans.append((start, end))
+    parts: list[list[int]] = []
+    for start, end in spans:
+        if parts and start - parts[-1][1] <= PLACE_JOIN_GAP:
+            parts[-1][1] = max(parts[-1][1], end)
+        else:
+            parts.append([start, end])
+    out: list[str] = []
+    keys: list[str] = []
+    for a, b in parts:
+        part = _unique_parts(" ".join(text[a:b].split()))
+        key = lokasi_key(part)
+        if not key or any(key == k or f" {key} " in f" {k} " for k in keys):
+            continue
+        # A later, fuller mention replaces the short one: "Jl. Paus" then "Jl. Paus ujung".
+        shorter = [i for i, k in enumerate(keys) if f" {k} " in f" {key} "]
+        for i in reversed(shorter):
+            del out[i], keys[i]
+        if not out and len(part) > limit:
+            return _cut(part, limit)
+        if len(", ".join([*out, part])) > limit:
+            break
+        out.append(part)
+        keys.append(key)
+    return ", ".join(out)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -21,7 +22,7 @@ from .normalize import Normalizer, fold, load_lexicon, tokens
 from .rasa_yaml import NluData, read_nlu
 from .tickets import TicketFinder, _this_year
 
-ENGINE_VERSION = "1.0"
+ENGINE_VERSION = "1.1"
 DEFAULT_THRESHOLD = 0.5
 # Without an emergency rule behind it, the model alone must be this sure of darurat: the rules
 # catch the emergencies (measured: all but one held-out darurat), the model adds false alarms.
@@ -325,6 +326,9 @@ def _wilayah_preferences(data: NluData, places: Mapping) -> dict[str, str]:
     return {k: c.most_common(1)[0][0] for k, c in votes.items()}
 
 
+_AFTER_STREET = re.compile(r"(?:^|\W)(?:jl|jln|jlan|jalan|gg|gng|gang)\.?\s*$", re.IGNORECASE)
+
+
 def _wilayah_suppressed(data: NluData, places: Mapping) -> list[str]:
     """Names the training data keeps using for something other than a wilayah.
 
@@ -335,7 +339,16 @@ def _wilayah_suppressed(data: NluData, places: Mapping) -> list[str]:
     hits: dict[str, Counter[str]] = {}
     for ex in data.examples:
         spans = [(a.start, a.end) for a in ex.entities if a.entity in ("kecamatan", "kelurahan")]
+        places = [(a.start, a.end) for a in ex.entities if a.entity == "lokasi"]
         for ent in gazetteer.find(ex.text):
+            # Right after a street keyword inside a place ("Jl. Air Dingin") the name is the
+            # street's, and the place finder takes it so at parse time: no vote against the
+            # kelurahan. Elsewhere in a place ("Kantor Walikota Tenayan") it still counts.
+            if any(
+                s <= ent.start and ent.end <= e and _AFTER_STREET.search(ex.text[s : ent.start])
+                for s, e in places
+            ):
+                continue
             key = place_key(ent.text)
             c = hits.setdefault(key, Counter())
             c["n"] += 1

@@ -39,6 +39,7 @@ def test_sla_targets_combine_the_default_and_the_category_override():
 def _broken(tmp_path: Path, change) -> Path:
     raw = yaml.safe_load(CITY.read_text())
     raw["wilayah"]["file"] = str(CITY.parent / raw["wilayah"]["file"])
+    raw["wilayah"]["boundaries"] = str(CITY.parent / raw["wilayah"]["boundaries"])
     change(raw)
     path = tmp_path / "kota.yml"
     path.write_text(yaml.safe_dump(raw, allow_unicode=True))

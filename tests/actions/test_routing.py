@@ -37,6 +37,7 @@ def test_a_category_without_a_rule_goes_to_the_fallback(session, city, tmp_path)
     raw = yaml.safe_load(city.path.read_text())
     del raw["routing"]["categories"]["lainnya"]
     raw["wilayah"]["file"] = str(city.path.parent / raw["wilayah"]["file"])
+    raw["wilayah"]["boundaries"] = str(city.path.parent / raw["wilayah"]["boundaries"])
     changed = tmp_path / "pekanbaru.yml"
     changed.write_text(yaml.safe_dump(raw, allow_unicode=True))
     sync_city(session, city=load_city_file(changed))
@@ -55,6 +56,7 @@ def test_an_agency_dropped_from_the_file_is_kept_inactive_and_not_routed_to(
     raw["agencies"] = [a for a in raw["agencies"] if a["code"] != "KEC-RUMBAI-TIMUR"]
     del raw["routing"]["categories"]["sampah"]["kecamatan"]["Rumbai Timur"]
     raw["wilayah"]["file"] = str(city.path.parent / raw["wilayah"]["file"])
+    raw["wilayah"]["boundaries"] = str(city.path.parent / raw["wilayah"]["boundaries"])
     changed = tmp_path / "pekanbaru.yml"
     changed.write_text(yaml.safe_dump(raw, allow_unicode=True))
     sync_city(session, city=load_city_file(changed))

@@ -1,5 +1,8 @@
 import pytest
 
+from nlu.entities import Entity
+from nlu.lokasi import PLACE_TEXT_LIMIT, lokasi_key, place_text
+
 
 def lokasi(parser, text):
     return [e.text for e in parser.parse(text).entities if e.type == "lokasi"]
@@ -36,3 +39,91 @@ def test_a_kelurahan_after_a_place_stays_a_kelurahan(parser):
         ("lokasi", "perumahan Griya Hangtuah"),
         ("kelurahan", "Tangkerang Timur"),
     ]
+
+
+# ---------------------------------------------------------------- the place text of a report
+
+
+def place(parser, text):
+    return place_text(text, parser.parse(text).entities)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "gg. mawar jl. delima ujung",
+        "jalan rusak di gg. mawar jl. delima ujung, tolong",
+        "Gg. Mawar Jl. Delima Ujung banjir",
+    ],
+)
+def test_a_gang_off_a_street_named_like_a_kelurahan_is_one_whole_place(parser, text):
+    ents = parser.parse(text).entities
+    assert [e.type for e in ents] == ["lokasi"]
+    assert lokasi_key(place_text(text, ents)) == "gang mawar jalan delima ujung"
+
+
+def test_two_places_apart_are_both_kept(parser):
+    text = "gg. mawar banjir lagi, airnya sampai ke jl. delima ujung"
+    assert place(parser, text) == "gg. mawar, jl. delima ujung"
+
+
+@pytest.mark.parametrize(
+    "unit",
+    [
+        "jalan rusak di jl. paus, tolong diperbaiki segera ya pak. ",
+        "Jl. Paus rusak ",
+        "jl. paus ",
+        "JALAN PAUS!!! lubang di jl paus. ",
+    ],
+)
+def test_a_long_message_repeating_a_street_gives_that_street_once(parser, unit):
+    text = (unit * (3000 // len(unit) + 1))[:3000]
+    assert lokasi_key(place(parser, text)) == "jalan paus"
+
+
+def test_many_different_places_are_cut_to_whole_places_within_the_limit(parser):
+    streets = ["Paus", "Arifin Ahmad", "Sudirman", "Tuanku Tambusai", "Kartama", "Hangtuah"]
+    text = ". ".join(f"lubang di Jl. {s} gang {n} parah" for n in range(1, 9) for s in streets)
+    joined = place(parser, text)
+    assert 150 < len(joined) <= PLACE_TEXT_LIMIT
+    assert all(p in text for p in joined.split(", "))
+
+
+def test_one_place_longer_than_the_limit_is_cut_at_a_word():
+    text = "Perumahan " + " ".join(f"Blok{i}" for i in range(80))
+    ent = Entity("lokasi", text, 0, len(text), text)
+    cut = place_text(text, [ent])
+    assert len(cut) <= PLACE_TEXT_LIMIT and cut.endswith("…")
+    assert text.startswith(cut[:-1]) and text[len(cut) - 1] == " "
+
+
+def test_neighbouring_places_are_one_and_a_later_fuller_mention_wins(parser):
+    assert (
+        place(parser, "trotoar di Jl. Sudirman dpn Ramayana pecah") == "Jl. Sudirman dpn Ramayana"
+    )
+    text = "Jl. Paus rusak, sudah lapor minggu lalu. sekarang jalan paus ujung makin parah"
+    assert place(parser, text) == "jalan paus ujung"
+
+
+def test_a_place_is_at_most_a_few_parts_long(parser):
+    text = "jl. paus " * 300
+    assert all(len(e.text) < 150 for e in parser.parse(text).entities)
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("Jl. Paus", "jalan paus"),
+        ("JLN. PAUS!", "jl paus"),
+        ("gg mawar", "Gang Mawar"),
+        ("RT 04 RW 02", "rt 4 rw 2"),
+        ("Jl. Tuanku  Tambusai,", "jalan tuanku tambusai"),
+    ],
+)
+def test_the_same_place_written_differently_has_one_key(a, b):
+    assert lokasi_key(a) == lokasi_key(b)
+
+
+@pytest.mark.parametrize(("a", "b"), [("Jl. Paus", "Jl. Paus Ujung"), ("gg 4", "gg 14")])
+def test_different_places_have_different_keys(a, b):
+    assert lokasi_key(a) != lokasi_key(b)
