@@ -32,6 +32,7 @@ class Answers:
     topics: frozenset[tuple[str, ...]]
     wants_by_phrase: dict[tuple[str, ...], str]
     want_words: frozenset[tuple[str, ...]]
+    parts_by_phrase: dict[tuple[str, ...], str]
 
     @classmethod
     def load(cls, path: Path) -> Answers:
@@ -43,12 +44,14 @@ class Answers:
 
         kinds = {p: kind for kind, items in raw["kinds"].items() for p in phrases(items)}
         wants = {p: kind for kind, items in raw["wants"].items() for p in phrases(items)}
+        parts = {p: part for part, items in raw["parts"].items() for p in phrases(items)}
         return cls(
             kinds,
             frozenset(phrases(raw["fillers"])),
-            frozenset(phrases(raw["topics"])),
+            frozenset(phrases(raw["topics"])) | frozenset(parts),
             wants,
             frozenset(phrases(raw["want_words"])),
+            parts,
         )
 
     @classmethod
@@ -71,6 +74,17 @@ class Answers:
             if k == kind
             for i in range(len(tokens) - len(p) + 1)
         )
+
+    def part(self, text: str) -> str | None:
+        """The one part of a report the text names ("lokasinya"), if exactly one."""
+        tokens = words(text)
+        named = {
+            part
+            for p, part in self.parts_by_phrase.items()
+            for i in range(len(tokens) - len(p) + 1)
+            if tuple(tokens[i : i + len(p)]) == p
+        }
+        return named.pop() if len(named) == 1 else None
 
     def want(self, text: str) -> str | None:
         """ "lapor", "tanya" or "aspirasi" when the text only says the resident wants to report,

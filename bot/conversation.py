@@ -210,16 +210,22 @@ class Router:
             return Desk(turn, turn.officer).pending_reply(text)
         if not payload and turn.state in _ANNOUNCE_TYPED:
             return self.announce_typed(text)
-        payload = payload or self.typed_button(text) or self.short_answer(text)
+        payload = (
+            payload
+            or self.typed_button(text)
+            or self.short_answer(text)
+            or Rating(turn).typed_stars(text)
+        )
         if payload:
             turn.forget_offer()
             return self.button(payload)
         attached = bool(turn.incoming.location or turn.incoming.photo)
         if not text:
             return Report(turn).attachment() if attached else [turn.reply("fallback.empty")]
-        parse = turn.app.nlu.parse(text)
-        if parse.language in turn.app.responses.tables:
-            turn.lang = parse.language
+        report = Report(turn)
+        parse = turn.app.nlu.parse(report.as_place(text) if report.takes_place() else text)
+        if parse.language in turn.app.responses.tables and not report.takes_place():
+            turn.lang = parse.language  # a place's name says nothing of the language
         if parse.intent == "darurat":
             return self.emergency(text)
         if attached:
@@ -261,20 +267,7 @@ class Router:
                 return payload
         first = [(payload, _words(label)[:1]) for label, payload in offered]
         matches = [payload for payload, head in first if head == typed[:1] and len(typed) == 1]
-        if len(matches) == 1:
-            return matches[0]
-        return self.typed_stars(text, offered)
-
-    def typed_stars(self, text: str, offered: list[list[str]]) -> str | None:
-        """ "bintang 4", "4 ⭐", "⭐⭐⭐⭐" while stars are offered."""
-        rates = [payload for _, payload in offered if payload.startswith("rate:")]
-        if not rates:
-            return None
-        stars = text.count("⭐") or next(iter(re.findall(r"\b([1-5])\b", text)), "")
-        if not stars or len(_words(text)) > 3:
-            return None
-        number = rates[0].split(":")[1]
-        return f"rate:{number}:{int(stars)}" if 1 <= int(stars) <= 5 else None
+        return matches[0] if len(matches) == 1 else None
 
     def short_answer(self, text: str) -> str | None:
         """What a short answer ("gak", "ya udh bener", "rahasiakan") means at the question
@@ -286,7 +279,12 @@ class Router:
         kind = next(k for k in _PRECEDENCE if k in kinds)
         if kind == "cancel" and self.turn.state is not State.IDLE:
             return "form:cancel"
-        return meaning.get(kind)
+        payload = meaning.get(kind)
+        part = self.answers.part(text) if payload == "confirm:edit" else None
+        if part is not None:  # "ada yg salah, lokasinya": straight to the place
+            self.turn.go(State.EDIT)
+            return f"edit:{part}"
+        return payload
 
     def is_cancel(self, text: str, parse: Any) -> bool:
         """Only an explicit cancel cancels: the cancel words alone, or a request to cancel
@@ -321,8 +319,10 @@ class Router:
                 return Report(turn).start(rest, nlu.parse(rest))
             return self.start("lapor")
         if name in ("status", "cek"):
-            turn.reset()
-            return Status(turn).answer(nlu.parse(rest) if rest else None)
+            parse = nlu.parse(rest) if rest else None
+            if turn.state is State.IDLE:
+                return Status(turn).answer(parse)
+            return self.keeping_the_form(lambda: Status(turn).answer(parse))
         if name == "ikuti":
             turn.reset()
             return Following(turn).start(rest, nlu.parse(rest) if rest else None)
@@ -434,6 +434,9 @@ class Router:
         if turn.state is State.PROPOSE:
             turn.reset()
             return Questions(turn).propose(text, parse.category, parse)
+        if turn.state in (State.FOLLOW, State.FORWARD) and self.something_new(parse):
+            turn.reset()  # a report or a question of its own, not the answer
+            return self.intent(text, parse)
         if turn.state is State.FOLLOW:
             followed = Following(turn).follow(text, parse)
             if followed is not None:
@@ -455,6 +458,15 @@ class Router:
             return self.aside(text, parse)
         return self.reask()
 
+    def something_new(self, parse: Any) -> bool:
+        """A report, question or proposal of its own: confident, and more than a name."""
+        return (
+            not parse.fallback
+            and parse.intent in ("lapor", "tanya", "aspirasi")
+            and parse.confidence >= ELSEWHERE
+            and len(_beyond_places(parse)) >= 3
+        )
+
     def another_report(self, report: Report, parse: Any) -> bool:
         """A whole new report of another kind, written while this one waits for an answer."""
         draft = report.draft
@@ -469,7 +481,7 @@ class Router:
             and category is not None
             and category != draft.get("category")
             and confidence >= ELSEWHERE
-            and len(_words(parse.text)) >= 4
+            and len(_beyond_places(parse)) >= 3
         )
 
     def elsewhere(self, report: Report, parse: Any) -> bool:
@@ -482,9 +494,12 @@ class Router:
 
     def aside(self, text: str, parse: Any) -> list[Outgoing]:
         """Answer something else asked mid-form, then keep the form where it was."""
+        return self.keeping_the_form(lambda: self.intent(text, parse))
+
+    def keeping_the_form(self, answer: Callable[[], list[Outgoing]]) -> list[Outgoing]:
         turn = self.turn
         state, data = turn.state, copy.deepcopy(turn.data)
-        replies = self.intent(text, parse)
+        replies = answer()
         turn.state, turn.data = state, data
         return [*replies, *self.reask()]
 
@@ -577,6 +592,15 @@ class Router:
             for e in turn.app.city.config.emergency
         ]
         return [Outgoing(turn.t("darurat.reply", numbers="\n".join(lines)))]
+
+
+def _beyond_places(parse: Any) -> list[str]:
+    """The words of a message outside the places it names ("ada pohon tumbang di jl X")."""
+    text = parse.text
+    for e in sorted(parse.entities, key=lambda e: -e.start):
+        if e.type in ("lokasi", "kelurahan", "kecamatan"):
+            text = text[: e.start] + " " + text[e.end :]
+    return [w for w in _words(text) if w not in ("di", "dekat", "depan", "kel", "jl")]
 
 
 def _words(text: str) -> list[str]:

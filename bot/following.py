@@ -65,6 +65,9 @@ class Following:
     def follow(self, words: str, parse: Any | None) -> list[Outgoing] | None:
         """Follow what the words name; None when they name nothing the bot knows."""
         found = self.target(words, parse) if words.strip() else None
+        if found is None and 0 < len(words.split()) <= 4:
+            # A bare name answering "which kelurahan?": read it as a place ("air dingin").
+            found = self.target(words, self.turn.app.nlu.parse(f"di {words}"))
         return self.follow_target(*found) if found is not None else None
 
     def start(self, words: str, parse: Any | None) -> list[Outgoing]:

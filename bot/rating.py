@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from sqlalchemy import select
@@ -62,6 +63,22 @@ class Rating:
         )
         return self.on_reopen(ticket.number) if only_that or same_problem else None
 
+    def typed_stars(self, text: str) -> str | None:
+        """ "5", "bintang 4", "⭐⭐⭐⭐" typed while the latest resolved ticket awaits its stars
+        (the prompt came as a notification: no buttons were stored)."""
+        words = re.findall(r"\w+", text.casefold())
+        stars = text.count("⭐")
+        if not stars:
+            numbers = [w for w in words if w in "12345" and len(w) == 1]
+            rest = [w for w in words if w not in numbers and w not in _STAR_WORDS]
+            stars = int(numbers[0]) if len(numbers) == 1 and not rest else 0
+        elif any(w not in _STAR_WORDS for w in words):
+            return None
+        if not 1 <= stars <= 5:
+            return None
+        ticket = self.latest_resolved()
+        return f"rate:{ticket.number}:{stars}" if ticket is not None else None
+
     def own(self, number: str) -> Ticket | None:
         ticket = self.session.scalar(select(Ticket).where(Ticket.number == number))
         mine = ticket is not None and ticket.reporter_id == self.turn.sender.resident_id
@@ -94,3 +111,10 @@ class Rating:
         except DomainError:
             return [turn.reply("rating.not_now", number=value)]
         return [turn.reply("reopen.done", number=value)]
+
+
+# Words around a typed rating: "bintang 4 min", "nilai 5", "5 stars".
+_STAR_WORDS = frozenset(
+    {"bintang", "nilai", "nilainya", "kasih", "saya", "sy", "min", "pak", "bu", "kak", "aja"}
+    | {"star", "stars", "rating", "dari", "of"}
+)

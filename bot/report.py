@@ -7,22 +7,24 @@ report started while one is open parks the open one; it is taken up again afterw
 
 from __future__ import annotations
 
-import re
 from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import select
 
 from actions.domain import AreaLevel, Privacy, TicketKind
+from actions.geo import kelurahan_at
 from actions.models import Area, Ticket
 from actions.tickets import create_ticket, find_similar, follow_ticket, joinable
 from bot.following import Following
 from bot.messages import Button, Outgoing
 from bot.turn import State, Turn
+from nlu import place_text
+from nlu.lokasi import PLACE_TEXT_LIMIT
 
 # Below this confidence in the category, the resident is asked to pick one.
 CATEGORY_THRESHOLD = 0.30
-PLACE_LIMIT = 200  # characters of place text kept from a message
+SHORT_PLACE = 10  # words: an answer to "where?" this short is the place as typed
 
 
 class Report:
@@ -81,9 +83,9 @@ class Report:
     def take_place(self, parse: Any) -> bool:
         """Keep the places the message names; True when it named one."""
         entities = list(parse.entities)
-        lokasi = place_text(parse.text, [e for e in entities if e.type == "lokasi"])
+        lokasi = place_text(parse.text, entities)
         if lokasi:
-            self.draft["location_text"] = lokasi
+            self.draft["location_text"], self.draft["place_typed"] = lokasi, True
         found = bool(lokasi)
         for level in (AreaLevel.KELURAHAN, AreaLevel.KECAMATAN):
             names = [e.value for e in entities if e.type == level.value]
@@ -100,6 +102,7 @@ class Report:
                 self.draft.pop("area_from_pin", None)
                 if not lokasi and level is AreaLevel.KELURAHAN:
                     self.draft["location_text"] = self.turn.t("report.kelurahan", name=area.name)
+                    self.draft["place_typed"] = False
         return found
 
     # -- the next question ---------------------------------------------------------------------
@@ -202,6 +205,8 @@ class Report:
             longitude=coords[1] if coords else None,
             now=self.turn.now,
             exclude_reporter=self.turn.sender.resident_id,
+            location_text=d.get("location_text", "") if d.get("place_typed") else "",
+            description=d.get("description", ""),
         )
 
     def place_line(self) -> str:
@@ -294,7 +299,7 @@ class Report:
         self.draft["coords"] = list(location)
         if self.draft.get("area") and not self.draft.get("area_from_pin"):
             return  # the kelurahan the resident named stays
-        area = area_at(self.turn, location)
+        area = kelurahan_at(self.session, self.turn.app.city, *location)
         if area is not None:
             self.draft["area"], self.draft["area_from_pin"] = area.code, True
         else:
@@ -319,6 +324,7 @@ class Report:
         if not self.turn.expects(State.LOCATION):
             return [self.turn.reply("form.expired")]
         self.draft["location_text"] = self.turn.t("report.no_location")
+        self.draft["place_typed"] = False
         return self.next_step()
 
     def on_similar(self, value: str) -> list[Outgoing]:
@@ -354,7 +360,7 @@ class Report:
 
     def on_confirm(self, value: str) -> list[Outgoing]:
         turn = self.turn
-        if not turn.expects(State.CONFIRM):
+        if not turn.expects(State.CONFIRM, State.EDIT):
             return [turn.reply("form.expired")]
         if value == "send":
             return self.submit()
@@ -415,9 +421,7 @@ class Report:
         if turn.state is State.DESCRIBE:
             return self.start(text, parse)
         if turn.state is State.LOCATION:
-            self.take_place(parse)
-            if not self.draft.get("location_text"):
-                self.draft["location_text"] = _clip(text)
+            self.take_answered_place(text, parse)
             return self.next_step()
         if turn.state is State.EDIT and turn.data.get("editing") == "description":
             self.draft["description"] = text
@@ -425,10 +429,29 @@ class Report:
         if turn.state is State.EDIT and turn.data.get("editing") == "location":
             for key in ("area", "area_from_pin", "location_text"):
                 self.draft.pop(key, None)
-            self.take_place(parse)
-            self.draft.setdefault("location_text", _clip(text))
+            self.take_answered_place(text, parse)
             return [self.summary()]
         return None
+
+    def take_answered_place(self, text: str, parse: Any) -> None:
+        """The answer to "Di mana lokasinya?": a short answer is the place as typed ("depan
+        pasar pusat jl. agus salim"); a longer one gives the places it names."""
+        self.take_place(parse)
+        short = len(text.split()) <= SHORT_PLACE
+        if short or not self.draft.get("location_text") or not self.draft.get("place_typed"):
+            self.draft["location_text"], self.draft["place_typed"] = _clip(text), True
+
+    def takes_place(self) -> bool:
+        turn = self.turn
+        return turn.state is State.LOCATION or (
+            turn.state is State.EDIT and turn.data.get("editing") == "location"
+        )
+
+    @staticmethod
+    def as_place(text: str) -> str:
+        """The answer to "Di mana lokasinya?" read as a place ("air dingin" → "di air dingin",
+        so that a kelurahan written in lower case is still a kelurahan)."""
+        return text if text.casefold().startswith(("di ", "kel", "jl", "jalan")) else f"di {text}"
 
     def takes_text(self) -> bool:
         turn = self.turn
@@ -448,33 +471,8 @@ _DRAFT_STATES = (
 )
 
 
-def area_at(turn: Turn, location: tuple[float, float]) -> Area | None:
-    """The kelurahan of a pin, or None outside the city (or with no boundaries loaded)."""
-    try:
-        from actions.geo import kelurahan_at
-    except ImportError:
-        return None
-    return kelurahan_at(turn.session, turn.app.city, *location)
-
-
-def place_text(text: str, spans: list[Any]) -> str:
-    """Join the places found; neighbours a few words apart ("Jl. Paus depan SD 12") stay one;
-    the same place named twice is kept once."""
-    parts: list[list[int]] = []
-    for e in sorted(spans, key=lambda e: e.start):
-        if parts and e.start - parts[-1][1] <= 12:
-            parts[-1][1] = max(parts[-1][1], e.end)
-        else:
-            parts.append([e.start, e.end])
-    seen: dict[str, str] = {}
-    for a, b in parts:
-        piece = text[a:b].strip()
-        seen.setdefault(" ".join(re.findall(r"\w+", piece.casefold())), piece)
-    return _clip(", ".join(seen.values()))
-
-
 def _clip(text: str) -> str:
-    return text if len(text) <= PLACE_LIMIT else text[: PLACE_LIMIT - 1].rstrip() + "…"
+    return text if len(text) <= PLACE_TEXT_LIMIT else text[: PLACE_TEXT_LIMIT - 1].rstrip() + "…"
 
 
 def _short(text: str, limit: int = 60) -> str:
