@@ -63,7 +63,9 @@ def _flatten(raw: dict, prefix: str = "") -> dict[str, str]:
         if isinstance(value, dict):
             out.update(_flatten(value, full + "."))
         else:
-            out[full] = str(value).strip()
+            # Only the end: a block scalar's last newline goes, while a piece meant to be joined
+            # to another keeps what it starts with ("\nCatatan: …" its line, " ⏰ …" its space).
+            out[full] = str(value).rstrip()
     return out
 
 

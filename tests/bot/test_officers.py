@@ -410,3 +410,23 @@ def test_a_proof_photo_can_come_with_selesai(chat, staff, assistant):
         assert [(p.file_id, p.added_by_id is not None) for p in t.photos] == [
             ("console:tambalan-baru", True)
         ]
+
+
+def test_an_officers_note_starts_its_own_line_wherever_it_is_joined(chat, staff):
+    """The note is a piece of its own in the responses ("\\nCatatan: …"), joined to a sentence
+    that ends with a full stop or a date: its line break must survive loading the files."""
+    number = report(chat)
+    budi = chat("budi", "Budi")
+    budi(f"/proses {number} tim survei besok pagi")
+    siti = chat("siti")
+    delivered = siti("laporan saya")  # the notification arrives (🔔) before the list
+    assert "oleh Dinas PUPR.\nCatatan: tim survei besok pagi" in delivered
+    status = siti(f"status {number}")
+    assert "\nCatatan petugas: tim survei besok pagi" in status
+    queue = budi("/antrian")
+    assert f"{number} ⏰" not in queue  # not overdue: nothing joined
+    t = budi.t
+    for lang, key in [("id", "notify.ticket.note"), ("id", "status.note"), ("en", "status.note")]:
+        assert t(lang, key, note="x").startswith("\n"), key
+    assert t("id", "officer.queue.late").startswith(" ")
+    assert t("id", "umumkan.poll_line", answer="Pagi", votes=1).startswith("  • ")
