@@ -275,7 +275,7 @@ def ticket_list(app: App, agency: str | None, statuses: tuple[str, ...], limit: 
         )
         for t in tickets:
             click.echo(
-                f"{t.number}  {t.status.value:<11} {t.kind.value:<8} {t.category.code:<16} "
+                f"{t.number}  {t.status.value:<11} {t.kind.value:<8} {_cut(t.category.name, 24)} "
                 f"{t.agency.code if t.agency else '-':<14} {t.created_at:%Y-%m-%d %H:%M}Z  "
                 f"{t.description[:50]}"
             )
@@ -300,7 +300,7 @@ def ticket_show(app: App, number: str) -> None:
             ("number", t.number),
             ("kind", t.kind.value),
             ("status", t.status.value),
-            ("category", t.category.code),
+            ("category", f"{t.category.name} ({t.category.code})"),
             ("agency", t.agency.name if t.agency else "-"),
             ("privacy", t.privacy.value),
             (
@@ -332,6 +332,11 @@ def ticket_show(app: App, number: str) -> None:
                 f"  {e.created_at:%Y-%m-%d %H:%M}Z  {e.kind.value:<15} {who:<16} "
                 f"{change} {e.body}".rstrip()
             )
+
+
+def _cut(text: str, width: int) -> str:
+    """`text` in a column of `width` characters: padded, or cut with "…"."""
+    return f"{text[: width - 1]}…" if len(text) > width else f"{text:<{width}}"
 
 
 def _when(value: Any) -> str:

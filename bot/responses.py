@@ -46,6 +46,15 @@ class Responses:
     def languages(self) -> list[str]:
         return sorted(self.tables)
 
+    def has(self, key: str) -> bool:
+        """Whether `key` has a sentence (every language falls back to Indonesian)."""
+        return key in self.tables[DEFAULT_LANGUAGE]
+
+    def category(self, lang: str, code: str, default: str) -> str:
+        """A category's name as people read it (`category.<code>`), else `default`."""
+        key = f"category.{code}"
+        return self.get(lang, key) if self.has(key) else default
+
     def get(self, lang: str, key: str, **params: object) -> str:
         table = self.tables.get(lang, {})
         text = table.get(key)

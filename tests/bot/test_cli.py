@@ -108,6 +108,7 @@ def test_tickets_are_listed_and_shown_with_their_history(ready):
     engine.dispose()
     listing = warga(ready, "ticket", "list", "--agency", "PUPR")
     assert "PKU-2026-000001" in listing and "routed" in listing
+    assert "lapor    Jalan dan jembatan " in listing  # the city file's name, not the code
     assert "no tickets match" in warga(ready, "ticket", "list", "--agency", "DLHK")
     shown = warga(ready, "ticket", "show", "pku-2026-000001")
     for expected in (
@@ -115,6 +116,7 @@ def test_tickets_are_listed_and_shown_with_their_history(ready):
         "anonim",
         "AgACAgUAAx0",
         "Jl. Paus",
+        "Jalan dan jembatan (jalan)",
         "created",
         "new -> routed",
         "2026-12-03 16:59Z",

@@ -430,3 +430,33 @@ def test_an_officers_note_starts_its_own_line_wherever_it_is_joined(chat, staff)
         assert t(lang, key, note="x").startswith("\n"), key
     assert t("id", "officer.queue.late").startswith(" ")
     assert t("id", "umumkan.poll_line", answer="Pagi", votes=1).startswith("  • ")
+
+
+def test_officers_read_category_names_in_their_language_never_codes(
+    chat, staff, assistant, city, clock
+):
+    from actions.sla import run_sla_check
+
+    with assistant.sessions.begin() as s:
+        rina = s.scalar(select(Resident).where(Resident.platform_user_id == "rina"))
+        rina.language = "en"
+    flood = "got mampet banjir setinggi lutut di Jl. Paus depan SD 12, Tangkerang Barat"
+    number = report(chat, text=flood)
+    with assistant.sessions() as s:
+        t = s.scalar(select(Ticket).where(Ticket.number == number))
+        assert t.category.code == "drainase_banjir"
+    budi, rina = chat("budi", "Budi"), chat("rina", "Rina")
+    told = budi("/antrian")  # the new-ticket message arrives first (🔔), then the queue
+    assert f"{number} (lapor, Drainase & banjir)" in told
+    assert f"{number} (lapor, Drains & floods)" in rina("/antrian")
+    assert "Drainase & banjir" in budi(f"/tiket {number}")
+    budi(f"/ambil {number}")
+    with assistant.sessions.begin() as s:  # an hour before the deadline: a reminder
+        due = s.scalar(select(Ticket.resolution_due_at).where(Ticket.number == number))
+        clock[0] = due - timedelta(hours=1)
+        result = run_sla_check(s, city=city.config, now=clock[0])
+    assert result.reminded
+    reminder = budi("/statistik")
+    assert f"{number} (Drainase & banjir, " in reminder
+    for out in (told, reminder):
+        assert "drainase_banjir" not in out
