@@ -48,6 +48,12 @@ class App:
             self.settings.effective_database_url, timeout=self.settings.warga_db_timeout
         )
 
+    @property
+    def channel(self) -> str:
+        """The channel a person's id is on when no --channel says: Telegram where this
+        deployment has a token (its bot runs there), else the terminal (console)."""
+        return "telegram" if self.settings.telegram_bot_token is not None else "console"
+
     @cached_property
     def city(self) -> LoadedCity:
         s = self.settings
@@ -166,7 +172,12 @@ def officer() -> None:
     """Add, list and remove the officers who work tickets."""
 
 
-_channel = click.option("--channel", default="telegram", show_default=True, help="Chat channel.")
+CHANNEL_DEFAULT = "telegram when TELEGRAM_BOT_TOKEN is set, else console"
+_channel = click.option(
+    "--channel",
+    help="The chat channel of that id: telegram, console (the terminal chat) or whatsapp.",
+    show_default=CHANNEL_DEFAULT,
+)
 _user = click.option("--user", "user_id", required=True, help="The person's user id there.")
 
 
@@ -183,9 +194,10 @@ _user = click.option("--user", "user_id", required=True, help="The person's user
 @click.option("--name", default="", help="Display name.")
 @pass_app
 def officer_add(
-    app: App, channel: str, user_id: str, agency: str | None, role: str, name: str
+    app: App, channel: str | None, user_id: str, agency: str | None, role: str, name: str
 ) -> None:
     """Make someone an officer, supervisor or admin (again: changes their role)."""
+    channel = channel or app.channel
     with app.session() as session:
         o = add_officer(
             session,
@@ -220,8 +232,9 @@ def officer_list(app: App, agency: str | None) -> None:
 @_channel
 @_user
 @pass_app
-def officer_remove(app: App, channel: str, user_id: str) -> None:
+def officer_remove(app: App, channel: str | None, user_id: str) -> None:
     """Take away someone's officer role; their open tickets return to the queue."""
+    channel = channel or app.channel
     with app.session() as session:
         remove_officer(session, channel=channel, platform_user_id=user_id)
     click.echo(f"{channel}:{user_id} is no longer an officer")
@@ -383,14 +396,13 @@ def _runtime(app: App) -> Runtime:
 @click.option("--name", default="", help="Display name.")
 @click.option(
     "--channel",
-    default="console",
-    show_default=True,
-    help="Channel of that id (e.g. telegram, to act as a Telegram user).",
+    help="The channel of that id, as in 'warga officer add' (telegram: act as a Telegram user).",
+    show_default=CHANNEL_DEFAULT,
 )
 @pass_app
-def chat(app: App, user_id: str, name: str, channel: str) -> None:
+def chat(app: App, user_id: str, name: str, channel: str | None) -> None:
     """Chat with the bot in the terminal (reads lines from standard input when piped)."""
-    _chat(_runtime(app), user_id=user_id, name=name, channel=channel)
+    _chat(_runtime(app), user_id=user_id, name=name, channel=channel or app.channel)
 
 
 def _chat(runtime: Runtime, *, user_id: str, name: str, channel: str) -> None:
@@ -579,9 +591,10 @@ def group_add(
     kind: str,
     areas: tuple[str, ...],
     managers: tuple[str, ...],
-    channel: str,
+    channel: str | None,
 ) -> None:
     """Register a group (or update it) with the areas it may address."""
+    channel = channel or app.channel
     with app.session() as s:
         g = broadcasts.add_group(s, code=code, name=name, kind=GroupKind(kind), area_codes=areas)
         for user in managers:
@@ -615,8 +628,9 @@ def group_list(app: App) -> None:
 @_channel
 @click.option("--remove", is_flag=True, help="Take the right away instead.")
 @pass_app
-def group_manager(app: App, code: str, user_id: str, channel: str, remove: bool) -> None:
+def group_manager(app: App, code: str, user_id: str, channel: str | None, remove: bool) -> None:
     """Let a person announce for a group (or stop them)."""
+    channel = channel or app.channel
     with app.session() as s:
         g = broadcasts.get_group(s, code)
         resident = get_or_create_resident(s, channel=channel, platform_user_id=user_id)
@@ -778,6 +792,8 @@ def broadcast_status(app: App, broadcast_id: int | None) -> None:
             )
             for answer, votes in p.poll:
                 click.echo(f"    {answer}: {votes}")
+        if not shown:
+            click.echo("no broadcasts yet: send one with 'warga broadcast send'")
 
 
 @broadcast.command("cancel")
