@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -406,8 +407,6 @@ def chat(app: App, user_id: str, name: str, channel: str | None) -> None:
 
 
 def _chat(runtime: Runtime, *, user_id: str, name: str, channel: str) -> None:
-    import sys
-
     from bot.channels.console import ConsoleChat
 
     runtime.prepare_database()
@@ -656,7 +655,11 @@ def broadcast() -> None:
 @click.option("--link", default="", help="A link, shown as a button.")
 @click.option("--poll", "poll", multiple=True, help="A poll answer (2 to 4); repeat.")
 @click.option("--at", "at", help="Local time to send, 'YYYY-MM-DD HH:MM' (default: now).")
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option(
+    "--yes",
+    is_flag=True,
+    help="Do not ask for confirmation (needed when standard input is not a terminal).",
+)
 @click.option(
     "--wait/--no-wait",
     default=True,
@@ -689,8 +692,16 @@ def broadcast_send(
         target = broadcasts.find_area(s, area) if area else None
         count = broadcasts.count_audience(s, group_id=g.id, area_id=target.id if target else None)
         who = target.name if target else f"followers of {g.name}"
+        if count == 0 and scheduled is None:  # later, followers who join meanwhile hear it
+            click.echo(f"{g.name} → {who}: nobody follows yet, so nothing was sent")
+            return
         click.echo(f"{g.name} → {who}: {count} recipients now")
         if not yes:
+            if not sys.stdin.isatty():
+                raise click.ClickException(
+                    "nothing was sent: standard input is not a terminal, so nobody can "
+                    "confirm; add --yes to send without asking"
+                )
             click.confirm("Send?", abort=True)
         b = broadcasts.create_broadcast(
             s,

@@ -314,3 +314,62 @@ def test_groups_and_broadcasts_from_the_terminal(ready):
     assert "broadcast 3 queued" in later
     assert "YYYY-MM-DD HH:MM" in warga(ready, *send, "--text", "x", "--at", "besok", ok=False)
     assert "broadcast 4" not in warga(ready, "broadcast", "status")  # nothing was queued
+
+
+def _group_with_followers(env: dict[str, str], *users: str) -> None:
+    from actions import broadcasts
+
+    warga(env, "group", "add", "rw05-delima", "--name", "RW 05 Delima", "--area", "Delima")
+    engine = make_engine(env["DATABASE_URL"])
+    with make_session_factory(engine).begin() as s:
+        group = broadcasts.get_group(s, "rw05-delima")
+        for user in users:
+            r = get_or_create_resident(s, channel="telegram", platform_user_id=user)
+            broadcasts.follow_group(s, resident_id=r.id, group=group)
+    engine.dispose()
+
+
+def test_a_broadcast_to_nobody_says_so_and_asks_nothing(ready):
+    _group_with_followers(ready)
+    send = ["broadcast", "send", "--group", "rw05-delima", "--text", "Kerja bakti"]
+    out = warga(ready, *send)
+    assert out.strip() == (
+        "RW 05 Delima → followers of RW 05 Delima: nobody follows yet, so nothing was sent"
+    )
+    assert "no broadcasts yet" in warga(ready, "broadcast", "status")
+    # Scheduled, it is queued: whoever follows by then hears it.
+    later = warga(ready, *send, "--yes", "--at", "2099-01-01 08:00")
+    assert "0 recipients now" in later and "broadcast 1 queued" in later
+
+
+def test_a_broadcast_without_a_terminal_to_ask_on_needs_yes(ready):
+    _group_with_followers(ready, "9001", "9002")
+    send = ["broadcast", "send", "--group", "rw05-delima", "--text", "Kerja bakti"]
+    result = CliRunner().invoke(cli, send, env=ready, input="")  # standard input is no terminal
+    assert result.exit_code == 1
+    assert "2 recipients now" in result.output and "add --yes" in result.output
+    assert "[y/N]" not in result.output and "Aborted!" not in result.output
+    assert "no broadcasts yet" in warga(ready, "broadcast", "status")
+
+
+def test_a_broadcast_from_a_terminal_asks_first(ready):
+    import pty
+
+    _group_with_followers(ready, "9001")
+    leader, follower = pty.openpty()
+    shell = {**os.environ, **ready}
+    shell.pop("TELEGRAM_BOT_TOKEN", None)
+    with subprocess.Popen(
+        [str(WARGA), "broadcast", "send", "--group", "rw05-delima", "--text", "Kerja bakti"],
+        stdin=follower,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=shell,
+        text=True,
+    ) as proc:
+        os.close(follower)
+        os.write(leader, b"y\n")
+        out, _ = proc.communicate(timeout=60)
+    os.close(leader)
+    assert proc.returncode == 0, out
+    assert "1 recipients now" in out and "Send? [y/N]" in out and "broadcast 1 queued" in out
