@@ -720,7 +720,8 @@ def broadcast_send(
         return
     if app.settings.telegram_bot_token is None:
         click.echo(
-            "no TELEGRAM_BOT_TOKEN here: the running bot or 'warga broadcast worker' sends it"
+            "no TELEGRAM_BOT_TOKEN here: the running bot or 'warga broadcast worker' sends it "
+            "(Telegram only where the token is set)"
         )
         return
     _deliver(app, until_done=broadcast_id)
@@ -730,33 +731,69 @@ def broadcast_send(
 @click.option("--rate", type=float, default=None, help="Messages per second (default 29).")
 @pass_app
 def broadcast_worker(app: App, rate: float | None) -> None:
-    """Deliver announcements until stopped (run several, on several machines if needed)."""
+    """Deliver announcements until stopped (run several, on several machines if needed).
+
+    Announcements to terminal (console) residents are printed here; Telegram's are sent when
+    TELEGRAM_BOT_TOKEN is set, else left to a worker that has it. Logs go to standard error."""
+    import logging
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request otherwise
     _deliver(app, until_done=None, rate=rate)
 
 
 def _deliver(app: App, *, until_done: int | None, rate: float | None = None) -> None:
-    """Run a delivery worker; with `until_done`, until that broadcast is finished."""
+    """Run a delivery worker; with `until_done`, until that broadcast is finished.
+
+    Terminal (console) residents' announcements are printed to standard output as they are
+    delivered; Telegram's go out only with TELEGRAM_BOT_TOKEN, else they wait for a worker
+    that has it."""
     import asyncio
+    import contextlib
+    import logging
     import signal
 
     from bot.broadcaster import RATE, Broadcaster
-    from bot.channels.telegram import CHANNEL, bot_sender
+    from bot.channels import console
 
     token = app.settings.telegram_bot_token
-    if token is None:
-        raise click.ClickException("delivering announcements needs TELEGRAM_BOT_TOKEN")
     runtime = _runtime(app)
+    log = logging.getLogger(__name__)
 
     def progress_of() -> broadcasts.Progress:
         with runtime.sessions.begin() as s:
             return broadcasts.progress(s, broadcasts.get_broadcast(s, until_done))
 
     async def work() -> None:
-        async with bot_sender(
-            token.get_secret_value(), runtime.responses, api_url=app.settings.telegram_api_url
-        ) as sender:
+        async with contextlib.AsyncExitStack() as stack:
+            senders: dict[str, Any] = {
+                console.CHANNEL: console.ConsolePrinter(sys.stdout, runtime.responses)
+            }
+            pace_key = console.CHANNEL
+            if token is None:
+                log.warning(
+                    "no TELEGRAM_BOT_TOKEN: delivering to terminal (console) residents only; "
+                    "Telegram residents' announcements wait for a worker with the token"
+                )
+            else:
+                from bot.channels.telegram import CHANNEL, bot_sender
+
+                senders[CHANNEL] = await stack.enter_async_context(
+                    bot_sender(
+                        token.get_secret_value(),
+                        runtime.responses,
+                        api_url=app.settings.telegram_api_url,
+                    )
+                )
+                pace_key = CHANNEL  # one clock for the worker: Telegram's, the slowest
             worker = Broadcaster(
-                runtime.sessions, runtime.responses, {CHANNEL: sender}, rate=rate or RATE
+                runtime.sessions,
+                runtime.responses,
+                senders,
+                rate=rate or RATE,
+                pace_key=pace_key,
             )
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):  # finish the message in hand, then stop

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -373,3 +374,44 @@ def test_a_broadcast_from_a_terminal_asks_first(ready):
     os.close(leader)
     assert proc.returncode == 0, out
     assert "1 recipients now" in out and "Send? [y/N]" in out and "broadcast 1 queued" in out
+
+
+def test_the_broadcast_worker_without_a_token_delivers_to_terminal_residents(ready, tmp_path):
+    from actions import broadcasts
+
+    warga(ready, "group", "add", "rw05-delima", "--name", "RW 05 Delima", "--area", "Delima")
+    engine = make_engine(ready["DATABASE_URL"])
+    with make_session_factory(engine).begin() as s:
+        group = broadcasts.get_group(s, "rw05-delima")
+        for channel, user in (("console", "budi"), ("telegram", "9001")):
+            r = get_or_create_resident(s, channel=channel, platform_user_id=user)
+            broadcasts.follow_group(s, resident_id=r.id, group=group)
+    engine.dispose()
+    send = ["broadcast", "send", "--group", "rw05-delima", "--text", "Kerja bakti Minggu"]
+    assert "broadcast 1 queued" in warga(ready, *send, "--yes")
+    shell = {k: v for k, v in os.environ.items() if not k.startswith("TELEGRAM_")}
+    with (
+        open(tmp_path / "worker.log", "w") as stderr,
+        subprocess.Popen(
+            [str(WARGA), "broadcast", "worker"],
+            env={**shell, **ready},
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        ) as worker,
+    ):
+        seen = []
+        try:
+            for line in worker.stdout:
+                seen.append(line)
+                if "Kerja bakti Minggu" in line:
+                    break
+        finally:
+            worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=30) == 0
+    printed = "".join(seen)
+    assert "🔔 → budi" in printed and "RW 05 Delima" in printed and "9001" not in printed
+    log = (tmp_path / "worker.log").read_text()
+    assert "no TELEGRAM_BOT_TOKEN: delivering to terminal (console) residents only" in log
+    assert "Traceback" not in log
+    assert "2 recipients; pending 1, sent 1" in warga(ready, "broadcast", "status", "1")
