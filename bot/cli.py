@@ -406,18 +406,47 @@ def chat(app: App, user_id: str, name: str, channel: str | None) -> None:
     _chat(_runtime(app), user_id=user_id, name=name, channel=channel or app.channel)
 
 
+CHAT_LOG = "chat.log"  # in WARGA_VAR_DIR
+
+
 def _chat(runtime: Runtime, *, user_id: str, name: str, channel: str) -> None:
     from bot.channels.console import ConsoleChat
 
-    runtime.prepare_database()
-    console = ConsoleChat(
-        runtime.assistant, user_id=user_id, display_name=name, out=sys.stdout, channel=channel
-    )
-    interactive = sys.stdin.isatty()
-    if interactive:
-        click.echo(f"{runtime.city.config.name} — Suara Warga (Ctrl-D to quit)")
-        console.say("/start")
-    console.run(sys.stdin, interactive=interactive)
+    log_file = runtime.settings.warga_var_dir / CHAT_LOG
+    with _logging_to(log_file):
+        runtime.prepare_database()
+        console = ConsoleChat(
+            runtime.assistant, user_id=user_id, display_name=name, out=sys.stdout, channel=channel
+        )
+        interactive = sys.stdin.isatty()
+        if interactive:
+            click.echo(
+                f"{runtime.city.config.name} — Suara Warga (Ctrl-D to quit; log: {log_file})"
+            )
+            console.say("/start")
+        console.run(sys.stdin, interactive=interactive)
+
+
+@contextmanager
+def _logging_to(path: Path) -> Iterator[None]:
+    """Send the log (INFO and above: emergencies, failed updates, ...) to `path` while the
+    terminal chat runs: the terminal shows the conversation only, on stdout and stderr alike."""
+    import logging
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setLevel(logging.INFO)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)  # with a handler, Python no longer prints warnings to stderr
+    root.setLevel(min(level, logging.INFO))
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+        handler.close()
 
 
 STOP_WITHIN = 9.0  # seconds from SIGTERM to exit, whatever hangs (all that matters is stored)

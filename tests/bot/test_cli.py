@@ -415,3 +415,25 @@ def test_the_broadcast_worker_without_a_token_delivers_to_terminal_residents(rea
     assert "no TELEGRAM_BOT_TOKEN: delivering to terminal (console) residents only" in log
     assert "Traceback" not in log
     assert "2 recipients; pending 1, sent 1" in warga(ready, "broadcast", "status", "1")
+
+
+def test_the_terminal_chat_shows_the_conversation_and_logs_to_a_file(env, var_dir, tmp_path):
+    """An emergency is logged (a warning): in the file under WARGA_VAR_DIR, never in the chat,
+    whether the terminal shows standard error beside it (as here) or not."""
+    result = subprocess.run(
+        [str(WARGA), "chat", "--user", "siti"],
+        env=shell_env(env, var_dir),
+        cwd=tmp_path,
+        input="tolong ada kebakaran di rumah sebelah!\n",
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,  # one screen, as in a terminal
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout
+    screen = result.stdout
+    assert "📞 112" in screen and "📞 113" in screen
+    assert "EMERGENCY" not in screen and "WARNING" not in screen
+    assert screen.startswith("> tolong ada kebakaran")
+    logged = (var_dir / "chat.log").read_text(encoding="utf-8")
+    assert "WARNING bot.conversation: EMERGENCY from resident" in logged
