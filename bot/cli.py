@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -47,6 +48,12 @@ class App:
         return make_engine(
             self.settings.effective_database_url, timeout=self.settings.warga_db_timeout
         )
+
+    @property
+    def channel(self) -> str:
+        """The channel a person's id is on when no --channel says: Telegram where this
+        deployment has a token (its bot runs there), else the terminal (console)."""
+        return "telegram" if self.settings.telegram_bot_token is not None else "console"
 
     @cached_property
     def city(self) -> LoadedCity:
@@ -166,7 +173,12 @@ def officer() -> None:
     """Add, list and remove the officers who work tickets."""
 
 
-_channel = click.option("--channel", default="telegram", show_default=True, help="Chat channel.")
+CHANNEL_DEFAULT = "telegram when TELEGRAM_BOT_TOKEN is set, else console"
+_channel = click.option(
+    "--channel",
+    help="The chat channel of that id: telegram, console (the terminal chat) or whatsapp.",
+    show_default=CHANNEL_DEFAULT,
+)
 _user = click.option("--user", "user_id", required=True, help="The person's user id there.")
 
 
@@ -183,9 +195,10 @@ _user = click.option("--user", "user_id", required=True, help="The person's user
 @click.option("--name", default="", help="Display name.")
 @pass_app
 def officer_add(
-    app: App, channel: str, user_id: str, agency: str | None, role: str, name: str
+    app: App, channel: str | None, user_id: str, agency: str | None, role: str, name: str
 ) -> None:
     """Make someone an officer, supervisor or admin (again: changes their role)."""
+    channel = channel or app.channel
     with app.session() as session:
         o = add_officer(
             session,
@@ -220,8 +233,9 @@ def officer_list(app: App, agency: str | None) -> None:
 @_channel
 @_user
 @pass_app
-def officer_remove(app: App, channel: str, user_id: str) -> None:
+def officer_remove(app: App, channel: str | None, user_id: str) -> None:
     """Take away someone's officer role; their open tickets return to the queue."""
+    channel = channel or app.channel
     with app.session() as session:
         remove_officer(session, channel=channel, platform_user_id=user_id)
     click.echo(f"{channel}:{user_id} is no longer an officer")
@@ -275,7 +289,7 @@ def ticket_list(app: App, agency: str | None, statuses: tuple[str, ...], limit: 
         )
         for t in tickets:
             click.echo(
-                f"{t.number}  {t.status.value:<11} {t.kind.value:<8} {t.category.code:<16} "
+                f"{t.number}  {t.status.value:<11} {t.kind.value:<8} {_cut(t.category.name, 24)} "
                 f"{t.agency.code if t.agency else '-':<14} {t.created_at:%Y-%m-%d %H:%M}Z  "
                 f"{t.description[:50]}"
             )
@@ -300,7 +314,7 @@ def ticket_show(app: App, number: str) -> None:
             ("number", t.number),
             ("kind", t.kind.value),
             ("status", t.status.value),
-            ("category", t.category.code),
+            ("category", f"{t.category.name} ({t.category.code})"),
             ("agency", t.agency.name if t.agency else "-"),
             ("privacy", t.privacy.value),
             (
@@ -332,6 +346,11 @@ def ticket_show(app: App, number: str) -> None:
                 f"  {e.created_at:%Y-%m-%d %H:%M}Z  {e.kind.value:<15} {who:<16} "
                 f"{change} {e.body}".rstrip()
             )
+
+
+def _cut(text: str, width: int) -> str:
+    """`text` in a column of `width` characters: padded, or cut with "…"."""
+    return f"{text[: width - 1]}…" if len(text) > width else f"{text:<{width}}"
 
 
 def _when(value: Any) -> str:
@@ -378,30 +397,56 @@ def _runtime(app: App) -> Runtime:
 @click.option("--name", default="", help="Display name.")
 @click.option(
     "--channel",
-    default="console",
-    show_default=True,
-    help="Channel of that id (e.g. telegram, to act as a Telegram user).",
+    help="The channel of that id, as in 'warga officer add' (telegram: act as a Telegram user).",
+    show_default=CHANNEL_DEFAULT,
 )
 @pass_app
-def chat(app: App, user_id: str, name: str, channel: str) -> None:
+def chat(app: App, user_id: str, name: str, channel: str | None) -> None:
     """Chat with the bot in the terminal (reads lines from standard input when piped)."""
-    _chat(_runtime(app), user_id=user_id, name=name, channel=channel)
+    _chat(_runtime(app), user_id=user_id, name=name, channel=channel or app.channel)
+
+
+CHAT_LOG = "chat.log"  # in WARGA_VAR_DIR
 
 
 def _chat(runtime: Runtime, *, user_id: str, name: str, channel: str) -> None:
-    import sys
-
     from bot.channels.console import ConsoleChat
 
-    runtime.prepare_database()
-    console = ConsoleChat(
-        runtime.assistant, user_id=user_id, display_name=name, out=sys.stdout, channel=channel
-    )
-    interactive = sys.stdin.isatty()
-    if interactive:
-        click.echo(f"{runtime.city.config.name} — Suara Warga (Ctrl-D to quit)")
-        console.say("/start")
-    console.run(sys.stdin, interactive=interactive)
+    log_file = runtime.settings.warga_var_dir / CHAT_LOG
+    with _logging_to(log_file):
+        runtime.prepare_database()
+        console = ConsoleChat(
+            runtime.assistant, user_id=user_id, display_name=name, out=sys.stdout, channel=channel
+        )
+        interactive = sys.stdin.isatty()
+        if interactive:
+            click.echo(
+                f"{runtime.city.config.name} — Suara Warga (Ctrl-D to quit; log: {log_file})"
+            )
+            console.say("/start")
+        console.run(sys.stdin, interactive=interactive)
+
+
+@contextmanager
+def _logging_to(path: Path) -> Iterator[None]:
+    """Send the log (INFO and above: emergencies, failed updates, ...) to `path` while the
+    terminal chat runs: the terminal shows the conversation only, on stdout and stderr alike."""
+    import logging
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setLevel(logging.INFO)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)  # with a handler, Python no longer prints warnings to stderr
+    root.setLevel(min(level, logging.INFO))
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+        handler.close()
 
 
 STOP_WITHIN = 9.0  # seconds from SIGTERM to exit, whatever hangs (all that matters is stored)
@@ -574,9 +619,10 @@ def group_add(
     kind: str,
     areas: tuple[str, ...],
     managers: tuple[str, ...],
-    channel: str,
+    channel: str | None,
 ) -> None:
     """Register a group (or update it) with the areas it may address."""
+    channel = channel or app.channel
     with app.session() as s:
         g = broadcasts.add_group(s, code=code, name=name, kind=GroupKind(kind), area_codes=areas)
         for user in managers:
@@ -610,8 +656,9 @@ def group_list(app: App) -> None:
 @_channel
 @click.option("--remove", is_flag=True, help="Take the right away instead.")
 @pass_app
-def group_manager(app: App, code: str, user_id: str, channel: str, remove: bool) -> None:
+def group_manager(app: App, code: str, user_id: str, channel: str | None, remove: bool) -> None:
     """Let a person announce for a group (or stop them)."""
+    channel = channel or app.channel
     with app.session() as s:
         g = broadcasts.get_group(s, code)
         resident = get_or_create_resident(s, channel=channel, platform_user_id=user_id)
@@ -637,7 +684,11 @@ def broadcast() -> None:
 @click.option("--link", default="", help="A link, shown as a button.")
 @click.option("--poll", "poll", multiple=True, help="A poll answer (2 to 4); repeat.")
 @click.option("--at", "at", help="Local time to send, 'YYYY-MM-DD HH:MM' (default: now).")
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option(
+    "--yes",
+    is_flag=True,
+    help="Do not ask for confirmation (needed when standard input is not a terminal).",
+)
 @click.option(
     "--wait/--no-wait",
     default=True,
@@ -670,8 +721,16 @@ def broadcast_send(
         target = broadcasts.find_area(s, area) if area else None
         count = broadcasts.count_audience(s, group_id=g.id, area_id=target.id if target else None)
         who = target.name if target else f"followers of {g.name}"
+        if count == 0 and scheduled is None:  # later, followers who join meanwhile hear it
+            click.echo(f"{g.name} → {who}: nobody follows yet, so nothing was sent")
+            return
         click.echo(f"{g.name} → {who}: {count} recipients now")
         if not yes:
+            if not sys.stdin.isatty():
+                raise click.ClickException(
+                    "nothing was sent: standard input is not a terminal, so nobody can "
+                    "confirm; add --yes to send without asking"
+                )
             click.confirm("Send?", abort=True)
         b = broadcasts.create_broadcast(
             s,
@@ -690,7 +749,8 @@ def broadcast_send(
         return
     if app.settings.telegram_bot_token is None:
         click.echo(
-            "no TELEGRAM_BOT_TOKEN here: the running bot or 'warga broadcast worker' sends it"
+            "no TELEGRAM_BOT_TOKEN here: the running bot or 'warga broadcast worker' sends it "
+            "(Telegram only where the token is set)"
         )
         return
     _deliver(app, until_done=broadcast_id)
@@ -700,33 +760,69 @@ def broadcast_send(
 @click.option("--rate", type=float, default=None, help="Messages per second (default 29).")
 @pass_app
 def broadcast_worker(app: App, rate: float | None) -> None:
-    """Deliver announcements until stopped (run several, on several machines if needed)."""
+    """Deliver announcements until stopped (run several, on several machines if needed).
+
+    Announcements to terminal (console) residents are printed here; Telegram's are sent when
+    TELEGRAM_BOT_TOKEN is set, else left to a worker that has it. Logs go to standard error."""
+    import logging
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request otherwise
     _deliver(app, until_done=None, rate=rate)
 
 
 def _deliver(app: App, *, until_done: int | None, rate: float | None = None) -> None:
-    """Run a delivery worker; with `until_done`, until that broadcast is finished."""
+    """Run a delivery worker; with `until_done`, until that broadcast is finished.
+
+    Terminal (console) residents' announcements are printed to standard output as they are
+    delivered; Telegram's go out only with TELEGRAM_BOT_TOKEN, else they wait for a worker
+    that has it."""
     import asyncio
+    import contextlib
+    import logging
     import signal
 
     from bot.broadcaster import RATE, Broadcaster
-    from bot.channels.telegram import CHANNEL, bot_sender
+    from bot.channels import console
 
     token = app.settings.telegram_bot_token
-    if token is None:
-        raise click.ClickException("delivering announcements needs TELEGRAM_BOT_TOKEN")
     runtime = _runtime(app)
+    log = logging.getLogger(__name__)
 
     def progress_of() -> broadcasts.Progress:
         with runtime.sessions.begin() as s:
             return broadcasts.progress(s, broadcasts.get_broadcast(s, until_done))
 
     async def work() -> None:
-        async with bot_sender(
-            token.get_secret_value(), runtime.responses, api_url=app.settings.telegram_api_url
-        ) as sender:
+        async with contextlib.AsyncExitStack() as stack:
+            senders: dict[str, Any] = {
+                console.CHANNEL: console.ConsolePrinter(sys.stdout, runtime.responses)
+            }
+            pace_key = console.CHANNEL
+            if token is None:
+                log.warning(
+                    "no TELEGRAM_BOT_TOKEN: delivering to terminal (console) residents only; "
+                    "Telegram residents' announcements wait for a worker with the token"
+                )
+            else:
+                from bot.channels.telegram import CHANNEL, bot_sender
+
+                senders[CHANNEL] = await stack.enter_async_context(
+                    bot_sender(
+                        token.get_secret_value(),
+                        runtime.responses,
+                        api_url=app.settings.telegram_api_url,
+                    )
+                )
+                pace_key = CHANNEL  # one clock for the worker: Telegram's, the slowest
             worker = Broadcaster(
-                runtime.sessions, runtime.responses, {CHANNEL: sender}, rate=rate or RATE
+                runtime.sessions,
+                runtime.responses,
+                senders,
+                rate=rate or RATE,
+                pace_key=pace_key,
             )
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):  # finish the message in hand, then stop
@@ -773,6 +869,8 @@ def broadcast_status(app: App, broadcast_id: int | None) -> None:
             )
             for answer, votes in p.poll:
                 click.echo(f"    {answer}: {votes}")
+        if not shown:
+            click.echo("no broadcasts yet: send one with 'warga broadcast send'")
 
 
 @broadcast.command("cancel")

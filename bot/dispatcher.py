@@ -383,6 +383,8 @@ class Dispatcher:
             return Outgoing.from_json(row.params)
         params = self._params(row) or {}
         rows = params.pop("buttons", [])
+        if "category" in params:  # stored as its code: officers read its name, in their language
+            params["category"] = self._category_name(row, language, str(params["category"]))
         notice = Notice(row.id, row.template, dict(params))
         note = str(params.get("note") or "")
         params["note"] = (
@@ -394,6 +396,11 @@ class Dispatcher:
             for r in rows
         )
         return Outgoing(text, buttons=buttons, language=language, notice=notice)
+
+    def _category_name(self, row: Outbox, language: str, code: str) -> str:
+        ticket = row.ticket
+        named = ticket.category.name if ticket is not None and ticket.category.code == code else ""
+        return self.responses.category(language, code, named or code)
 
     @staticmethod
     def _params(row: Outbox) -> dict[str, Any] | None:

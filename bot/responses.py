@@ -46,6 +46,15 @@ class Responses:
     def languages(self) -> list[str]:
         return sorted(self.tables)
 
+    def has(self, key: str) -> bool:
+        """Whether `key` has a sentence (every language falls back to Indonesian)."""
+        return key in self.tables[DEFAULT_LANGUAGE]
+
+    def category(self, lang: str, code: str, default: str) -> str:
+        """A category's name as people read it (`category.<code>`), else `default`."""
+        key = f"category.{code}"
+        return self.get(lang, key) if self.has(key) else default
+
     def get(self, lang: str, key: str, **params: object) -> str:
         table = self.tables.get(lang, {})
         text = table.get(key)
@@ -63,7 +72,9 @@ def _flatten(raw: dict, prefix: str = "") -> dict[str, str]:
         if isinstance(value, dict):
             out.update(_flatten(value, full + "."))
         else:
-            out[full] = str(value).strip()
+            # Only the end: a block scalar's last newline goes, while a piece meant to be joined
+            # to another keeps what it starts with ("\nCatatan: …" its line, " ⏰ …" its space).
+            out[full] = str(value).rstrip()
     return out
 
 

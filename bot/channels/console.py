@@ -19,6 +19,7 @@ from bot.broadcaster import Broadcaster
 from bot.conversation import Assistant
 from bot.dispatcher import Dispatcher
 from bot.messages import Button, Incoming, Outgoing
+from bot.responses import Responses
 
 log = logging.getLogger(__name__)
 CHANNEL = "console"
@@ -37,6 +38,41 @@ class ConsoleSender:
         to = "" if chat_id == self.chat.user_id else f" → {chat_id}"
         print(f"🔔{to}", end=" ", file=self.chat.out)
         self.chat.show(message)
+
+
+class ConsolePrinter:
+    """Deliver to terminal residents where no terminal chat runs (a delivery worker): each
+    message printed to `out`, marked with whom it is for, as a terminal chat prints it."""
+
+    def __init__(self, out: TextIO, responses: Responses) -> None:
+        self.out, self.responses = out, responses
+
+    async def send(self, chat_id: str, message: Outgoing) -> None:
+        print(f"🔔 → {chat_id}", end=" ", file=self.out)
+        show(message, self.out, self.responses)
+        print(file=self.out, flush=True)
+
+
+def show(reply: Outgoing, out: TextIO, responses: Responses, *, first: int = 1) -> list[Button]:
+    """Print a message as the terminal chat does; return its buttons to tap, numbered from
+    `first`."""
+    if reply.title:
+        print(f"== {reply.title} ==", file=out)
+    print(reply.text, file=out)
+    for photo in reply.photos:
+        print(f"[foto: {photo}]", file=out)
+    for link in (b for b in reply.flat_buttons if b.url):
+        print(f"🔗 {link.label}: {link.url}", file=out)
+    tappable = [b for b in reply.flat_buttons if not b.url]
+    if tappable:
+        choices = "  ".join(f"[{i}] {b.label}" for i, b in enumerate(tappable, first))
+        print(choices, file=out)
+    if reply.request_location:
+        print(responses.get(reply.language, "console.location_hint"), file=out)
+    if reply.location:
+        print(f"📍 {reply.location[0]:.5f}, {reply.location[1]:.5f}", file=out)
+    out.flush()
+    return tappable
 
 
 class ConsoleChat:
@@ -102,27 +138,8 @@ class ConsoleChat:
 
     def show(self, reply: Outgoing) -> None:
         """Print a message; its buttons join the choices numbered since the last line typed."""
-        if reply.title:
-            print(f"== {reply.title} ==", file=self.out)
-        print(reply.text, file=self.out)
-        for photo in reply.photos:
-            print(f"[foto: {photo}]", file=self.out)
-        for link in (b for b in reply.flat_buttons if b.url):
-            print(f"🔗 {link.label}: {link.url}", file=self.out)
-        tappable = [b for b in reply.flat_buttons if not b.url]
-        if tappable:
-            start = len(self.buttons)
-            self.buttons.extend(tappable)
-            choices = "  ".join(f"[{i}] {b.label}" for i, b in enumerate(tappable, start + 1))
-            print(choices, file=self.out)
-        if reply.request_location:
-            print(
-                self.assistant.responses.get(reply.language, "console.location_hint"),
-                file=self.out,
-            )
-        if reply.location:
-            print(f"📍 {reply.location[0]:.5f}, {reply.location[1]:.5f}", file=self.out)
-        self.out.flush()
+        responses = self.assistant.responses
+        self.buttons.extend(show(reply, self.out, responses, first=len(self.buttons) + 1))
 
     def say(self, line: str) -> list[Outgoing]:
         incoming = self.incoming(line)

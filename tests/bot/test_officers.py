@@ -440,3 +440,53 @@ def test_still_broken_without_a_resolved_ticket_or_about_something_else_reopens_
     chat("budi", "Budi")(f"/selesai {number} sudah ditambal")
     out = me("sampah di jl durian masih belum diangkut seminggu ini")  # another problem
     assert ticket(assistant, number).status is TicketStatus.RESOLVED, out
+
+
+def test_an_officers_note_starts_its_own_line_wherever_it_is_joined(chat, staff):
+    """The note is a piece of its own in the responses ("\\nCatatan: …"), joined to a sentence
+    that ends with a full stop or a date: its line break must survive loading the files."""
+    number = report(chat)
+    budi = chat("budi", "Budi")
+    budi(f"/proses {number} tim survei besok pagi")
+    siti = chat("siti")
+    delivered = siti("laporan saya")  # the notification arrives (🔔) before the list
+    assert "oleh Dinas PUPR.\nCatatan: tim survei besok pagi" in delivered
+    status = siti(f"status {number}")
+    assert "\nCatatan petugas: tim survei besok pagi" in status
+    queue = budi("/antrian")
+    assert f"{number} ⏰" not in queue  # not overdue: nothing joined
+    t = budi.t
+    for lang, key in [("id", "notify.ticket.note"), ("id", "status.note"), ("en", "status.note")]:
+        assert t(lang, key, note="x").startswith("\n"), key
+    assert t("id", "officer.queue.late").startswith(" ")
+    assert t("id", "umumkan.poll_line", answer="Pagi", votes=1).startswith("  • ")
+
+
+def test_officers_read_category_names_in_their_language_never_codes(
+    chat, staff, assistant, city, clock
+):
+    from actions.sla import run_sla_check
+
+    with assistant.sessions.begin() as s:
+        rina = s.scalar(select(Resident).where(Resident.platform_user_id == "rina"))
+        rina.language = "en"
+    flood = "got mampet banjir setinggi lutut di Jl. Paus depan SD 12, Tangkerang Barat"
+    number = report(chat, text=flood)
+    with assistant.sessions() as s:
+        t = s.scalar(select(Ticket).where(Ticket.number == number))
+        assert t.category.code == "drainase_banjir"
+    budi, rina = chat("budi", "Budi"), chat("rina", "Rina")
+    told = budi("/antrian")  # the new-ticket message arrives first (🔔), then the queue
+    assert f"{number} (lapor, Drainase & banjir)" in told
+    assert f"{number} (lapor, Drains & floods)" in rina("/antrian")
+    assert "Drainase & banjir" in budi(f"/tiket {number}")
+    budi(f"/ambil {number}")
+    with assistant.sessions.begin() as s:  # an hour before the deadline: a reminder
+        due = s.scalar(select(Ticket.resolution_due_at).where(Ticket.number == number))
+        clock[0] = due - timedelta(hours=1)
+        result = run_sla_check(s, city=city.config, now=clock[0])
+    assert result.reminded
+    reminder = budi("/statistik")
+    assert f"{number} (Drainase & banjir, " in reminder
+    for out in (told, reminder):
+        assert "drainase_banjir" not in out
