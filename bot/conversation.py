@@ -220,9 +220,9 @@ class Router:
             turn.forget_offer()
             return self.button(payload)
         attached = bool(turn.incoming.location or turn.incoming.photo)
-        if not text:
-            return Report(turn).attachment() if attached else [turn.reply("fallback.empty")]
         report = Report(turn)
+        if not text:
+            return report.attachment() if attached else [turn.reply("fallback.empty")]
         parse = turn.app.nlu.parse(report.as_place(text) if report.takes_place() else text)
         if parse.language in turn.app.responses.tables and not report.takes_place():
             turn.lang = parse.language  # a place's name says nothing of the language
@@ -231,17 +231,12 @@ class Router:
         if attached:
             # A photo or a pin with a caption: the caption is the story of a new report; inside
             # a report already under way the attachment is added and the form goes on.
-            report = Report(turn)
             out = report.attachment()
             return out if report.draft.get("description") else report.start(text, parse)
         if self.is_cancel(text, parse):
             return self.cancel()
-        want = self.answers.want(text)
-        if (
-            want is not None
-            and not Report(turn).takes_text()
-            or (want == "lapor" and turn.state is State.DESCRIBE)
-        ):
+        want = self.answers.want(text)  # "mau lapor": not yet the report itself
+        if want is not None and (not report.takes_text() or turn.state is State.DESCRIBE):
             return self.start(want)
         if turn.state not in REPORT_STATES and self.answers.mentions(text, "still_broken"):
             reopened = Rating(turn).still_broken(text, parse)
