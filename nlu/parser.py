@@ -28,6 +28,8 @@ TICKET_ONLY_CONFIDENCE = 0.97
 # Without an emergency rule behind it, the model alone must be this sure of darurat: the rules
 # catch the emergencies (measured: all but one held-out darurat), the model adds false alarms.
 DARURAT_MODEL_MIN = 0.85
+# How sure a darurat backed by an emergency rule is.
+DARURAT_RULE_CONFIDENCE = 0.9
 MAX_CLASSIFIER_TOKENS = 300
 LANGUAGE_CHARS = 500  # the language of a long message shows in its beginning
 CATEGORY_INTENTS = ("lapor", "tanya", "aspirasi")
@@ -255,7 +257,10 @@ class Parser:
             if raise_it and best_intent != "darurat":
                 rule = "darurat+"
                 best_intent = "darurat"
-                confidence = max(float(intent_p[d]), 0.9)
+                confidence = max(float(intent_p[d]), DARURAT_RULE_CONFIDENCE)
+            elif raise_it:
+                # The model and an emergency cue agree: never ask "what do you mean?" then.
+                confidence = max(confidence, DARURAT_RULE_CONFIDENCE)
             elif (
                 best_intent == "darurat"
                 and not raise_it
