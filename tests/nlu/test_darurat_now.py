@@ -64,3 +64,17 @@ def test_ordinary_floods_old_damage_and_questions_are_not_darurat(parser, text):
 def test_ordinary_flood_complaints_stay_reports(parser, text):
     p = parser.parse(text)
     assert (p.intent, p.category) == ("lapor", "drainase_banjir")
+
+
+def test_the_emergency_heldout_set_meets_the_target(parser):
+    from pathlib import Path
+
+    from nlu.evaluate import evaluate
+    from nlu.rasa_yaml import read_nlu
+
+    data = read_nlu(Path(__file__).resolve().parents[1] / "data" / "nlu_darurat_heldout.yml")
+    assert sum(ex.intent == "darurat" for ex in data.examples) >= 20
+    scores = evaluate(parser.parse, data.examples, known_labels=set(parser.labels))
+    assert scores["missing_labels"] == {}
+    assert scores["darurat_recall"] >= 0.95
+    assert scores["darurat_precision"] >= 0.95
