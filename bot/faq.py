@@ -69,17 +69,21 @@ class FaqIndex:
         self._requires = {
             e.id: frozenset(w for r in e.requires for w in words(r)) for e in entries
         }
-        topical: set[str] = set()
+        topical: dict[str, set[str]] = {}
         for e in entries:
             asked = [frozenset(words(q)) for q in e.questions]
             self._vocab[e.id] = frozenset().union(*asked)
             counts = Counter(w for q in asked for w in q)
-            topical |= {w for w, k in counts.items() if k >= max(2, len(asked) / 2)}
+            topical[e.id] = {w for w, k in counts.items() if k >= max(2, len(asked) / 2)}
         entry_df = Counter(w for v in self._vocab.values() for w in v)
         ne = len(self._vocab) or 1
         self._entry_idf = {w: math.log(1 + ne / c) for w, c in entry_df.items()}
-        self._entry_unknown = UNKNOWN_WEIGHT * math.log(1 + ne)
-        self.topics = frozenset(w for w in topical if entry_df[w] <= TOPIC_MAX_SHARE * ne)
+        self._entry_unknown = math.log(1 + ne)
+        self._own_topics = {
+            k: frozenset(w for w in v if entry_df[w] <= TOPIC_MAX_SHARE * ne)
+            for k, v in topical.items()
+        }
+        self.topics = frozenset().union(*self._own_topics.values())
 
     @classmethod
     def load(
@@ -139,11 +143,15 @@ class FaqIndex:
         vocab = self._vocab[entry.id]
         if (query - vocab) & self.topics:
             return None
-        total = sum(self._entry_weight(w) for w in query)
-        return sum(self._entry_weight(w) for w in query & vocab) / total if total else None
+        # A question naming two of the entry's topic words ("ktp", "hilang") is about it; its
+        # other unknown words are circumstances ("kemaren di pasar"), not another thing.
+        unknown = 1.0 if len(query & self._own_topics[entry.id]) >= 2 else UNKNOWN_WEIGHT
+        total = sum(self._entry_weight(w, unknown) for w in query)
+        covered = sum(self._entry_weight(w, unknown) for w in query & vocab)
+        return covered / total if total else None
 
-    def _entry_weight(self, word: str) -> float:
-        return self._entry_idf.get(word, self._entry_unknown)
+    def _entry_weight(self, word: str, unknown: float) -> float:
+        return self._entry_idf.get(word, unknown * self._entry_unknown)
 
     def search(self, text: str, *, category: str | None = None) -> Hit | None:
         """Return the entry that fits a message when one does, else None."""

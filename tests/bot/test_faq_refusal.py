@@ -28,6 +28,10 @@ def test_every_example_question_gets_its_own_entry(faq: FaqIndex, entry_id, ques
         ("alamat kantor disdukcapil pekanbaru dimana ya", "kantor_disdukcapil"),
         # other ways of asking
         ("kartu keluarga sy sobek, bisa cetak ulang?", "kk_hilang_rusak"),
+        ("kartu keluarga sy rusak kena banjir, bisa cetak ulang ga", "kk_hilang_rusak"),
+        # circumstances around the thing asked about do not hide it
+        ("ktp sy hilang kemaren di pasar, gmn ngurusnya", "ktp_hilang_rusak"),
+        ("cara lapor pungli gmn", "lapor_pungli"),
         ("disdukcapil dimana", "kantor_disdukcapil"),
         ("ktp sy hilang", "ktp_hilang_rusak"),
         ("gimana cara bikin ktp pertama kali", "ktp_el_baru"),
