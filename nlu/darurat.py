@@ -41,6 +41,18 @@ _SPARK = _w(
     "korslet korsleting konsleting nyetrum menyetrum setrum api apinya"
 )
 
+_DISASTER = _w(
+    "gempa+ gempa_bumi tsunami banjir_bandang puting_beliung angin_puting_beliung likuifaksi "
+    "earthquake flash_flood landslide"
+)
+# What a disaster left behind, a warning or a plan: damage, aid, drills, "if there is one".
+_AFTER_DISASTER = [
+    _w("akibat karena sejak gara_gara dampak pasca korban bantuan kalau kalo jika bila apabila")
+    + r"\s+(?:\w+\s+){0,2}"
+    + _DISASTER,
+    _w("jalur_evakuasi titik_kumpul mitigasi siaga_bencana tanggap_bencana"),
+]
+
 _POSITIVE = [
     # fire
     r"\bkebakaran\b",
@@ -99,7 +111,10 @@ _POSITIVE = [
     # trapped
     _w("terjebak terjepit terperangkap terkurung tertimbun tertimpa terkunci_di_dalam tertindih"),
     r"\b(?:masuk\s+ke|jatuh|terjatuh|terperosok|tercebur|kecebur)\s+(?:ke\s+)?(?:dalam\s+)?"
-    + _w("sumur sungai parit selokan lubang got kanal"),
+    + _w("sumur sungai parit selokan lubang got kanal kolam danau waduk embung rawa laut"),
+    _w("tercebur kecebur terjun terseret")
+    + r"\s+(?:di|ke)\s+(?:dalam\s+)?"
+    + _w("sumur sungai kolam danau waduk embung rawa laut"),
     # sparking cable / electrocution
     _w("kabel tiang trafo gardu travo") + ".*" + _SPARK,
     _w("percikan_api memercikkan_api keluar_api") + ".*" + _w("kabel tiang trafo gardu listrik"),
@@ -118,6 +133,32 @@ _POSITIVE = [
     _w("bunuh_diri mau_lompat melompat_dari"),
     _w("sos darurat emergency urgent") + ".*" + _w("tolong cepat segera help"),
     _w("fire drowning robbery trapped gas_leak"),
+    # natural disasters striking now (the danger is the event itself, not what it left behind)
+    _DISASTER,
+    # water that rises fast, reaches the roof, or carries people and houses away
+    _w("air banjir sungai arus")
+    + ".*"
+    + _w(
+        "naik_cepat naiknya_cepat cepat_naik makin_naik makin_tinggi semakin_naik semakin_tinggi "
+        "terus_naik naik_terus"
+    ),
+    _w("sampai sampe sebatas setinggi hingga") + r"\s+(?:ke\s+)?" + _w("atap plafon loteng leher"),
+    _w("seleher seatap"),
+    _w("terseret diseret menyeret nyeret") + ".*" + _w("arus orang anak warga mobil motor"),
+    _w("arus air banjir") + r"\s+(?:\w+\s+){0,2}" + _w("menyeret nyeret menyapu menghanyutkan"),
+    # help to get out of the water
+    _w("tolong butuh minta perlu segera cepat mohon")
+    + r"\s+(?:\w+\s+){0,2}"
+    + _w("evakuasi dievakuasi perahu perahu_karet"),
+    _w("perahu_karet"),
+    # ground or buildings coming down on people or homes
+    _w("longsor longsoran")
+    + r"\s+(?:\w+\s+){0,2}"
+    + _w(
+        "menimpa nimpa menimbun nimbun menutup nutupin menerjang nerjang mengubur menghantam "
+        "menyapu"
+    ),
+    _w("longsor longsoran") + ".*" + _w("korban penghuni terkubur"),
 ]
 
 # Positive cues strong enough to stand against a soft negative cue (fire reaching houses
@@ -166,6 +207,7 @@ _NEGATIVE = _HARD_NEGATIVE + [
     _w("bekas sisa puing korban_kebakaran pasca"),
     _w("film game sinetron berita mimpi cerita lagu novel"),
     r"^(?!.*" + _VICTIM + r").*" + _w("kecelakaan tabrakan"),
+    *_AFTER_DISASTER,
 ]
 
 _ANY_POS = re.compile("|".join(f"(?:{p})" for p in _POSITIVE + _STRONG))

@@ -20,13 +20,17 @@ from .lokasi import PlaceFinder
 from .model import RAW, LinearModel, load_models, save_models, train
 from .normalize import Normalizer, fold, load_lexicon, tokens
 from .rasa_yaml import NluData, read_nlu
-from .tickets import TicketFinder, _this_year
+from .tickets import STATUS_WORDS, TicketFinder, _this_year
 
 ENGINE_VERSION = "1.1"
 DEFAULT_THRESHOLD = 0.5
+# How sure a message that is only a ticket number (and words asking about it) is a status check.
+TICKET_ONLY_CONFIDENCE = 0.97
 # Without an emergency rule behind it, the model alone must be this sure of darurat: the rules
 # catch the emergencies (measured: all but one held-out darurat), the model adds false alarms.
 DARURAT_MODEL_MIN = 0.85
+# How sure a darurat backed by an emergency rule is.
+DARURAT_RULE_CONFIDENCE = 0.9
 MAX_CLASSIFIER_TOKENS = 300
 LANGUAGE_CHARS = 500  # the language of a long message shows in its beginning
 CATEGORY_INTENTS = ("lapor", "tanya", "aspirasi")
@@ -51,7 +55,9 @@ class Parse:
     entities: list[Entity]
     language: str
     category_confidence: float | None = None
-    rule: str | None = None  # the darurat rule that changed the model's answer, if any
+    # The rule that decided instead of the model, if any: "darurat+"/"darurat-" (emergency cues)
+    # or "tiket" (a message that is only a ticket number).
+    rule: str | None = None
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -190,11 +196,42 @@ class Parser:
         parts.append(text[pos:])
         return self.engine.normalizer.normalize_tokens("".join(parts))[:MAX_CLASSIFIER_TOKENS]
 
+    def ticket_only(self, text: str, ents: list[Entity]) -> list[Entity] | None:
+        """The ticket numbers of a message that holds nothing but them and status words.
+
+        "PKU-2026-000004", "#4 ?", "cek tiket 4 min", "no 4": the resident asks about those
+        tickets. Returns None when the message says anything else.
+        """
+        found = [e for e in ents if e.type == "nomor_tiket"]
+        if not found:
+            found = [
+                e
+                for e in self.engine.tickets.find_number_only(text)
+                if not any(o.start < e.end and e.start < o.end for o in ents)
+            ]
+        if not found:
+            return None
+        parts: list[str] = []
+        pos = 0
+        for e in found:
+            parts.append(text[pos : e.start])
+            pos = e.end
+        parts.append(text[pos:])
+        words = self.engine.normalizer.normalize_tokens(" ".join(parts))
+        if all(w in STATUS_WORDS for w in words if w.isalnum()):
+            return found
+        return None
+
     def parse(self, text: str) -> Parse:
         """Understand one message."""
         if not isinstance(text, str):
             text = "" if text is None else str(text)
         ents = self.entities(text)
+        if "cek_status" in self.intents:
+            tickets = self.ticket_only(text, ents)
+            if tickets is not None:
+                ents = sorted({*ents, *tickets}, key=lambda e: (e.start, e.end))
+                return self._status(text, ents)
         toks = self.classifier_tokens(text, ents)
         im = self.engine.intent_model
         vector = im.vectorize(with_raw(toks, text, ents))
@@ -221,7 +258,10 @@ class Parser:
             if raise_it and best_intent != "darurat":
                 rule = "darurat+"
                 best_intent = "darurat"
-                confidence = max(float(intent_p[d]), 0.9)
+                confidence = max(float(intent_p[d]), DARURAT_RULE_CONFIDENCE)
+            elif raise_it:
+                # The model and an emergency cue agree: never ask "what do you mean?" then.
+                confidence = max(confidence, DARURAT_RULE_CONFIDENCE)
             elif (
                 best_intent == "darurat"
                 and not raise_it
@@ -253,6 +293,21 @@ class Parser:
             language=self.engine.language.detect(text[:LANGUAGE_CHARS]),
             category_confidence=category_confidence,
             rule=rule,
+        )
+
+    def _status(self, text: str, ents: list[Entity]) -> Parse:
+        """A message that only names tickets: check their status."""
+        return Parse(
+            text=text,
+            intent="cek_status",
+            category=None,
+            label="cek_status",
+            confidence=TICKET_ONLY_CONFIDENCE,
+            ranking=[("cek_status", TICKET_ONLY_CONFIDENCE)],
+            fallback=TICKET_ONLY_CONFIDENCE < self.threshold,
+            entities=ents,
+            language=self.engine.language.detect(text[:LANGUAGE_CHARS]),
+            rule="tiket",
         )
 
     def _empty(self, text: str, ents: list[Entity], ranking: list) -> Parse:
