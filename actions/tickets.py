@@ -11,7 +11,7 @@ from enum import StrEnum
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Executable, bindparam, false, func, or_, select, update
+from sqlalchemy import Executable, bindparam, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, joinedload
@@ -565,11 +565,51 @@ def _telling(words: Iterable[str], n: int) -> list[str]:
     return sorted(names, key=lambda w: (-len(w), w))[:n]
 
 
-def _has_any(column: Any, words: list[str]) -> Any:
-    """SQL: the column holds one of the words (any case; ASCII case in SQLite)."""
-    if not words:
-        return false()
-    return or_(*(func.lower(column).contains(w, autoescape=True) for w in words))
+def _like_any(column: Any, prefix: str, count: int) -> Any:
+    """SQL: the column holds one of `count` words bound as `prefix0`… (any case; ASCII case
+    in SQLite)."""
+    return or_(
+        *(func.lower(column).like(bindparam(f"{prefix}{n}"), escape="/") for n in range(count))
+    )
+
+
+def _pattern(word: str) -> str:
+    return "%" + word.replace("/", "//").replace("%", "/%").replace("_", "/_") + "%"
+
+
+@cache
+def _similar_statement(
+    pin: bool, area: bool, place: int, words: int, exclude: bool, limit: int
+) -> Executable:
+    """The candidates of find_similar, built once per shape: only the parameters change."""
+    stmt = (
+        select(Ticket)
+        .join(Ticket.category)
+        .where(
+            Category.code == bindparam("category"),
+            Ticket.status.in_([s.value for s in OPEN_STATUSES]),
+            Ticket.privacy != Privacy.RAHASIA,
+            Ticket.created_at >= bindparam("since"),
+        )
+        .order_by(Ticket.created_at.desc(), Ticket.id.desc())
+        .limit(limit)
+    )
+    if exclude:
+        stmt = stmt.where(Ticket.reporter_id != bindparam("reporter"))
+    near = []
+    if pin:  # a bounding box the index can narrow, then the exact distance
+        near.append(
+            Ticket.latitude.between(bindparam("lat0"), bindparam("lat1"))
+            & Ticket.longitude.between(bindparam("lon0"), bindparam("lon1"))
+        )
+    if area:
+        near.append(Ticket.area_id == bindparam("area"))
+    # Texts are compared in Python; SQL keeps only those with one of their telling words.
+    if place:
+        near.append(_like_any(Ticket.location_text, "place", place))
+    if words:
+        near.append(_like_any(Ticket.description, "word", words))
+    return stmt.where(or_(*near))
 
 
 def find_similar(
@@ -605,37 +645,34 @@ def find_similar(
     by_text = by_place or by_words
     if area is None and not has_pin and not by_text:
         return None
-    stmt = (
-        select(Ticket)
-        .join(Ticket.category)
-        .where(
-            Category.code == category_code,
-            Ticket.status.in_([s.value for s in OPEN_STATUSES]),
-            Ticket.privacy != Privacy.RAHASIA,
-            Ticket.created_at >= now - timedelta(days=days),
-        )
-        .order_by(Ticket.created_at.desc(), Ticket.id.desc())
-    )
-    if exclude_reporter is not None:
-        stmt = stmt.where(Ticket.reporter_id != exclude_reporter)
-    near = []
+    telling_place = _telling(place, 1) if by_place else []
+    telling_words = _telling(words, 3) if by_words else []
+    params: dict[str, Any] = {
+        "category": category_code,
+        "since": now - timedelta(days=days),
+        "reporter": exclude_reporter,
+        "area": area.id if area is not None else None,
+        **{f"place{n}": _pattern(w) for n, w in enumerate(telling_place)},
+        **{f"word{n}": _pattern(w) for n, w in enumerate(telling_words)},
+    }
     if has_pin:
-        # A bounding box the index can narrow, then the exact distance.
         dlat = radius_m / 111_320
         dlon = radius_m / (111_320 * max(math.cos(math.radians(latitude)), 0.01))
-        near.append(
-            Ticket.latitude.between(latitude - dlat, latitude + dlat)
-            & Ticket.longitude.between(longitude - dlon, longitude + dlon)
-        )
-    if area is not None:
-        near.append(Ticket.area_id == area.id)
-    # Texts are compared in Python; SQL keeps only those with one of their telling words.
-    if by_place:
-        near.append(_has_any(Ticket.location_text, _telling(place, 1)))
-    if by_words:
-        near.append(_has_any(Ticket.description, _telling(words, 3)))
-    stmt = stmt.where(or_(*near)).limit(SIMILAR_CANDIDATES if by_text else 50)
-    for ticket in session.scalars(stmt):
+        params |= {
+            "lat0": latitude - dlat,
+            "lat1": latitude + dlat,
+            "lon0": longitude - dlon,
+            "lon1": longitude + dlon,
+        }
+    stmt = _similar_statement(
+        has_pin,
+        area is not None,
+        len(telling_place),
+        len(telling_words),
+        exclude_reporter is not None,
+        SIMILAR_CANDIDATES if by_text else 50,
+    )
+    for ticket in session.scalars(stmt, params):
         if area is not None and ticket.area_id == area.id:
             return ticket
         pins = has_pin and ticket.latitude is not None and ticket.longitude is not None
