@@ -232,7 +232,7 @@ class Router:
             # A photo or a pin with a caption: the caption is the story of a new report; inside
             # a report already under way the attachment is added and the form goes on.
             out = report.attachment()
-            return out if report.draft.get("description") else report.start(text, parse)
+            return out if report.draft.get("description") else [*out, *report.start(text, parse)]
         if self.is_cancel(text, parse):
             return self.cancel()
         want = self.answers.want(text)  # "mau lapor": not yet the report itself

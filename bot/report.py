@@ -282,32 +282,35 @@ class Report:
             turn.data["draft"] = {"kind": TicketKind.LAPOR.value, "photos": []}
         if inc.photo:
             self.draft.setdefault("photos", []).append(inc.photo)
-        if inc.location:
-            self.take_pin(inc.location)
+        # Without the city's boundaries a pin is kept as it is: nothing to tell.
+        outside = (
+            inc.location is not None
+            and not self.take_pin(inc.location)
+            and turn.app.city.boundaries_path is not None
+        )
+        said = [turn.reply("report.pin_outside")] if outside else []
         if not self.draft.get("description"):
             if inc.text:
-                return []  # the caption that came with it is the description: handled next
+                return said  # the caption that came with it is the description: handled next
             turn.go(State.DESCRIBE)
-            return [turn.reply("report.ask_description_after_attachment")]
+            return [*said, turn.reply("report.ask_description_after_attachment")]
         if turn.state in (State.CONFIRM, State.EDIT):
-            return [self.summary()]
-        if inc.location and turn.state is not State.LOCATION and self.outside_city():
-            return [turn.reply("report.pin_outside"), *self.next_step()]
-        return self.next_step()
+            return [*said, self.summary()]
+        return [*said, *self.next_step()]
 
-    def take_pin(self, location: tuple[float, float]) -> None:
+    def take_pin(self, location: tuple[float, float]) -> bool:
+        """Keep the pin and, unless the resident named one, its kelurahan; False when the pin
+        lies outside the city."""
         self.draft["coords"] = list(location)
-        if self.draft.get("area") and not self.draft.get("area_from_pin"):
-            return  # the kelurahan the resident named stays
         area = kelurahan_at(self.session, self.turn.app.city, *location)
+        if self.draft.get("area") and not self.draft.get("area_from_pin"):
+            return area is not None  # the kelurahan the resident named stays
         if area is not None:
             self.draft["area"], self.draft["area_from_pin"] = area.code, True
         else:
             self.draft.pop("area", None)
             self.draft.pop("area_from_pin", None)
-
-    def outside_city(self) -> bool:
-        return self.draft.get("coords") is not None and not self.draft.get("area")
+        return area is not None
 
     # -- buttons -------------------------------------------------------------------------------
 
