@@ -255,7 +255,7 @@ class Router:
         offered = self.turn.data.get("offered", [])
         if not typed or not offered:
             return None
-        if len(typed) == 1 and typed[0].isdigit() and 1 <= int(typed[0]) <= len(offered):
+        if text.strip().isdigit() and 1 <= int(text) <= len(offered):  # not "#4", a ticket
             return offered[int(typed[0]) - 1][1]
         for label, payload in offered:
             if typed == _words(label):
