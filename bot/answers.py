@@ -7,11 +7,14 @@ a question to forward. The conversation asks `Answers.kinds(text)` before it ask
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 import yaml
+
+from nlu.normalize import Normalizer, load_lexicon
 
 MAX_WORDS = 8  # longer messages are never taken for a short answer
 _REPEATS = re.compile(r"(\w)\1{2,}")  # "iyaaa" → "iya"
@@ -33,9 +36,14 @@ class Answers:
     wants_by_phrase: dict[tuple[str, ...], str]
     want_words: frozenset[tuple[str, ...]]
     parts_by_phrase: dict[tuple[str, ...], str]
+    # The NLU's informal-Indonesian normaliser ("kagak" → "tidak", "jgn" → "jangan"): a second
+    # reading for words the lists do not hold.
+    normalize: Callable[[str], list[str]] | None = None
 
     @classmethod
-    def load(cls, path: Path) -> Answers:
+    def load(cls, path: Path, lexicon_dir: Path | None = None) -> Answers:
+        """The answers of `path`, with the lexicon of `lexicon_dir` (by default the
+        `lexicon` folder beside it) for the second reading."""
         # BaseLoader: every value is a string ("no" and "yes" are words here, not booleans).
         raw = yaml.load(path.read_text(encoding="utf-8"), Loader=yaml.BaseLoader)  # noqa: S506
 
@@ -45,6 +53,11 @@ class Answers:
         kinds = {p: kind for kind, items in raw["kinds"].items() for p in phrases(items)}
         wants = {p: kind for kind, items in raw["wants"].items() for p in phrases(items)}
         parts = {p: part for part, items in raw["parts"].items() for p in phrases(items)}
+        lexicon = lexicon_dir or path.parent / "lexicon"
+        normalize = None
+        if lexicon.is_dir():
+            normalizer = Normalizer(load_lexicon(lexicon))
+            normalize = normalizer.normalize_tokens
         return cls(
             kinds,
             frozenset(phrases(raw["fillers"])),
@@ -52,6 +65,7 @@ class Answers:
             wants,
             frozenset(phrases(raw["want_words"])),
             parts,
+            normalize,
         )
 
     @classmethod
@@ -62,8 +76,21 @@ class Answers:
     def kinds(self, text: str) -> set[str]:
         """The kinds of short answer `text` is ("yes", "no", "cancel", "anonim", …): empty
         when any word of it is something else."""
-        found = _cover(words(text), self.kinds_by_phrase, self.fillers | self.topics)
-        return found if found is not None else set()
+        for tokens in self.readings(text):
+            found = _cover(tokens, self.kinds_by_phrase, self.fillers | self.topics)
+            if found is not None:
+                return found
+        return set()
+
+    def readings(self, text: str) -> list[list[str]]:
+        """The words through the NLU's normaliser with "-in" read as "-kan" ("jgn tampilin"
+        → "jangan tampilkan": whole phrases appear), then as typed."""
+        tokens = words(text)
+        kan = [t[:-2] + "kan" if len(t) > 5 and t.endswith("in") else t for t in tokens]
+        out = [tokens, kan]
+        if self.normalize is not None:
+            out.insert(0, words(" ".join(self.normalize(" ".join(kan)))))
+        return out
 
     def mentions(self, text: str, kind: str) -> bool:
         """Whether any phrase of that kind appears in the text ("batalin laporan tadi")."""
@@ -89,8 +116,11 @@ class Answers:
     def want(self, text: str) -> str | None:
         """ "lapor", "tanya" or "aspirasi" when the text only says the resident wants to report,
         ask or propose ("mau lapor pak"), with nothing of the matter itself yet."""
-        found = _cover(words(text), self.wants_by_phrase, self.want_words | self.fillers)
-        return found.pop() if found is not None and len(found) == 1 else None
+        for tokens in self.readings(text):
+            found = _cover(tokens, self.wants_by_phrase, self.want_words | self.fillers)
+            if found is not None:
+                return found.pop() if len(found) == 1 else None
+        return None
 
 
 def _cover(
