@@ -18,7 +18,7 @@ from actions.models import Area, Ticket
 from actions.tickets import create_ticket, find_similar, follow_ticket, joinable
 from bot.following import Following
 from bot.messages import Button, Outgoing
-from bot.turn import State, Turn
+from bot.turn import REPORT_STATES, State, Turn, shorten
 from nlu import place_text
 from nlu.lokasi import PLACE_TEXT_LIMIT
 
@@ -68,9 +68,8 @@ class Report:
         if not parked:
             return []
         self.turn.data = {"draft": parked["draft"]}
-        intro = Outgoing(
-            self.turn.t("report.resume", description=_short(self.draft.get("description", "")))
-        )
+        description = shorten(self.draft.get("description", ""), 60)
+        intro = Outgoing(self.turn.t("report.resume", description=description))
         return [intro, *self.next_step()]
 
     def take_category(self, parse: Any) -> None:
@@ -155,7 +154,8 @@ class Report:
         )
 
     def ask_photo(self) -> Outgoing:
-        self.turn.go(State.PHOTO)
+        if self.turn.state is not State.EDIT:  # changing the photo from the summary stays there
+            self.turn.go(State.PHOTO)
         return self.turn.reply(
             "report.ask_photo",
             buttons=[[("button.skip", "photo:skip")]],
@@ -277,7 +277,7 @@ class Report:
     def attachment(self) -> list[Outgoing]:
         """A photo or a pin: added to the report under way, or the start of a new one."""
         turn, inc = self.turn, self.turn.incoming
-        if turn.state not in (State.DESCRIBE, *_DRAFT_STATES):
+        if turn.state not in REPORT_STATES:
             turn.reset()
             turn.data["draft"] = {"kind": TicketKind.LAPOR.value, "photos": []}
         if inc.photo:
@@ -397,19 +397,12 @@ class Report:
         if value == "location":
             return [self.ask_location(skippable=False)]
         if value == "photo":
-            return [self.ask_photo_in_edit()]
+            return [self.ask_photo()]
         if value == "privacy":
             return [self.ask_privacy()]
         if value == "description":
             return [turn.reply("report.ask_description")]
         return [self.summary()]  # nothing to change after all
-
-    def ask_photo_in_edit(self) -> Outgoing:
-        return self.turn.reply(
-            "report.ask_photo",
-            buttons=[[("button.skip", "photo:skip")]],
-            answers={"no": "photo:skip", "skip": "photo:skip", "yes": "photo:wait"},
-        )
 
     def cancel(self) -> list[Outgoing]:
         done = self.turn.reply("batal.done")
@@ -442,7 +435,8 @@ class Report:
         self.take_place(parse)
         short = len(text.split()) <= SHORT_PLACE
         if short or not self.draft.get("location_text") or not self.draft.get("place_typed"):
-            self.draft["location_text"], self.draft["place_typed"] = _clip(text), True
+            self.draft["location_text"] = shorten(text, PLACE_TEXT_LIMIT)
+            self.draft["place_typed"] = True
 
     def takes_place(self) -> bool:
         turn = self.turn
@@ -461,22 +455,3 @@ class Report:
         return turn.state in (State.DESCRIBE, State.LOCATION) or (
             turn.state is State.EDIT and turn.data.get("editing") in ("description", "location")
         )
-
-
-_DRAFT_STATES = (
-    State.CATEGORY,
-    State.LOCATION,
-    State.SIMILAR,
-    State.PHOTO,
-    State.PRIVACY,
-    State.CONFIRM,
-    State.EDIT,
-)
-
-
-def _clip(text: str) -> str:
-    return text if len(text) <= PLACE_TEXT_LIMIT else text[: PLACE_TEXT_LIMIT - 1].rstrip() + "…"
-
-
-def _short(text: str, limit: int = 60) -> str:
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"

@@ -7,7 +7,7 @@ from typing import Any
 from actions.models import Ticket
 from actions.tickets import tickets_of, visible_ticket
 from bot.messages import Outgoing
-from bot.turn import Turn
+from bot.turn import Turn, shorten
 
 
 class Status:
@@ -47,7 +47,7 @@ class Status:
             status=turn.t(f"status.{ticket.status.value}"),
             agency=ticket.agency.short_name if ticket.agency else "-",
             updated=turn.date(ticket.updated_at),
-            description=_short(view.description if view is not None else ticket.description),
+            description=shorten(view.description if view is not None else ticket.description, 60),
         )
         if not detailed:
             return turn.t("status.line", **params)
@@ -61,7 +61,3 @@ class Status:
             note=turn.t("status.note", note=note) if note else "",
             **params,
         )
-
-
-def _short(text: str, limit: int = 60) -> str:
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"

@@ -229,3 +229,8 @@ class Turn:
             month=months[local.month - 1].strip(),
             year=local.year,
         )
+
+
+def shorten(text: str, limit: int) -> str:
+    """At most `limit` characters, cut with "…"."""
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
