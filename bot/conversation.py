@@ -510,6 +510,9 @@ class Router:
             return [Outgoing(turn.t(key))]
         offered = turn.data.get("offered", [])
         buttons = tuple((Button(label, payload),) for label, payload in offered)
+        question = turn.data.get("question")
+        if question:  # "Maaf, belum saya tangkap" and the question itself, once more
+            return [Outgoing(f"{turn.t('form.again')}\n{question}", buttons=buttons)]
         return [Outgoing(turn.t("form.choose"), buttons=buttons)]
 
     def announce_typed(self, text: str) -> list[Outgoing]:

@@ -157,26 +157,31 @@ class Turn:
         rows = tuple(
             tuple(Button(self.t(label), payload) for label, payload in row) for row in buttons
         )
-        self.offer(rows, answers)
-        return Outgoing(self.t(key, **params), buttons=rows)
+        text = self.t(key, **params)
+        self.offer(rows, answers, question=text if answers else None)
+        return Outgoing(text, buttons=rows)
 
     def offer(
-        self, rows: tuple[tuple[Button, ...], ...], answers: dict[str, str] | None = None
+        self,
+        rows: tuple[tuple[Button, ...], ...],
+        answers: dict[str, str] | None = None,
+        *,
+        question: str | None = None,
     ) -> None:
-        """Remember the buttons just offered (kept with the state, so that typing a label, a
-        button's number or a short answer works like a tap, even after a restart)."""
+        """Remember the buttons just offered, what short answers mean and the question asked
+        (kept with the state, so that typing a label, a button's number or a short answer
+        works like a tap, and the question can be asked again, even after a restart)."""
+        self.forget_offer()
         if rows:
             self.data["offered"] = [[b.label, b.payload] for row in rows for b in row]
-        else:
-            self.data.pop("offered", None)
         if answers:
             self.data["answers"] = answers
-        else:
-            self.data.pop("answers", None)
+        if question:
+            self.data["question"] = question
 
     def forget_offer(self) -> None:
-        self.data.pop("offered", None)
-        self.data.pop("answers", None)
+        for key in ("offered", "answers", "question"):
+            self.data.pop(key, None)
 
     def created(self, ticket: Ticket, key: str) -> Outgoing:
         return self.reply(
