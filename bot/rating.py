@@ -66,7 +66,8 @@ class Rating:
     def typed_stars(self, text: str) -> str | None:
         """ "5", "bintang 4", "⭐⭐⭐⭐" typed while the latest resolved ticket awaits its stars
         (the prompt came as a notification: no buttons were stored)."""
-        words = re.findall(r"\w+", text.casefold())
+        text = _OUT_OF_FIVE.sub(r"\1", text.casefold())  # "4 dari 5", "4/5": four
+        words = re.findall(r"\w+", text)
         stars = text.count("⭐")
         if not stars:
             numbers = [w for w in words if w in "12345" and len(w) == 1]
@@ -113,6 +114,7 @@ class Rating:
         return [turn.reply("reopen.done", number=value)]
 
 
+_OUT_OF_FIVE = re.compile(r"\b([1-5])\s*(?:dari|/|of|out of)\s*5\b")
 # Words around a typed rating: "bintang 4 min", "nilai 5", "5 stars".
 _STAR_WORDS = frozenset(
     {"bintang", "nilai", "nilainya", "kasih", "saya", "sy", "min", "pak", "bu", "kak", "aja"}
