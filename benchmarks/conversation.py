@@ -26,7 +26,7 @@ import nlu
 from actions import migrate
 from actions.city import load_city_file, sync_city
 from actions.db import make_engine, make_session_factory
-from bot.app import build_faq
+from bot.app import build_faq, nlu_extra
 from bot.conversation import Assistant
 from bot.messages import Incoming
 from bot.responses import Responses
@@ -131,6 +131,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         parser = nlu.load(
             DATA / "nlu.yml",
+            extra=nlu_extra(DATA),
             places=city.places(),
             ticket_prefix="PKU",
             cache_dir=Path(tmp) / "nlu",

@@ -34,14 +34,14 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def serve(data: str, heldout: str, cache: str, rounds: int) -> None:
+def serve(data: str, extra: list[str], heldout: str, cache: str, rounds: int) -> None:
     """Load from the cache and parse (run in a fresh process)."""
     pinned = _pin_one_core()
     from nlu import load
     from nlu.rasa_yaml import read_nlu
 
     t0 = time.perf_counter()
-    parser = load(data, cache_dir=cache)
+    parser = load(data, extra=extra, cache_dir=cache)
     load_s = time.perf_counter() - t0
     texts = [e.text for e in read_nlu(heldout).examples]
     for t in texts:  # warm-up: caches and the language models
@@ -65,19 +65,25 @@ def serve(data: str, heldout: str, cache: str, rounds: int) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default=str(ROOT / "data" / "nlu.yml"))
+    ap.add_argument(
+        "--extra",
+        action="append",
+        help="further training files (default: the labelled LAPOR! reports)",
+    )
     ap.add_argument("--heldout", default=str(ROOT / "tests" / "data" / "nlu_heldout.yml"))
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--serve", metavar="CACHE", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    args.extra = args.extra or [str(ROOT / "data" / "lapor" / "train.yml")]
     if args.serve:
-        serve(args.data, args.heldout, args.serve, args.rounds)
+        serve(args.data, args.extra, args.heldout, args.serve, args.rounds)
         return 0
     with tempfile.TemporaryDirectory() as cache:
         pinned = _pin_one_core()
         from nlu import load
 
         t0 = time.perf_counter()
-        parser = load(args.data, cache_dir=cache)
+        parser = load(args.data, extra=args.extra, cache_dir=cache)
         train_s = time.perf_counter() - t0
         info = parser.info
         print(
@@ -96,6 +102,7 @@ def main() -> int:
                 cache,
                 "--data",
                 args.data,
+                *(arg for e in args.extra for arg in ("--extra", e)),
                 "--heldout",
                 args.heldout,
                 "--rounds",

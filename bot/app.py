@@ -63,6 +63,7 @@ class Runtime:
         started = time.perf_counter()
         parser = nlu.load(
             self.settings.warga_data_dir / "nlu.yml",
+            extra=nlu_extra(self.settings.warga_data_dir),
             places=self.city.places(),
             ticket_prefix=self.city.config.ticket_prefix,
             cache_dir=self.settings.warga_var_dir / "nlu",
@@ -111,6 +112,15 @@ class Runtime:
         migrate.upgrade(self.engine)
         with self.sessions.begin() as session:
             sync_city(session, city=self.city)
+
+
+# Training data beside data/nlu.yml: real LAPOR! reports labelled by hand (data/lapor/README.md).
+NLU_EXTRA = ("lapor/train.yml",)
+
+
+def nlu_extra(data_dir: Path) -> list[Path]:
+    """The further NLU training files that the data folder holds."""
+    return [data_dir / name for name in NLU_EXTRA if (data_dir / name).is_file()]
 
 
 def build_faq(data_dir: Path, city: LoadedCity) -> FaqIndex:

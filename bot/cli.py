@@ -987,9 +987,12 @@ def sla_check(app: App) -> None:
 
 
 def _nlu_options(app: App) -> dict[str, Any]:
+    from bot.app import nlu_extra
+
     s = app.settings
     return {
         "path": s.warga_data_dir / "nlu.yml",
+        "extra": nlu_extra(s.warga_data_dir),
         "taxonomy": s.warga_data_dir / "taxonomy.yml",
         "places": app.city.places(),
         "ticket_prefix": app.city.config.ticket_prefix,

@@ -34,8 +34,9 @@ def _key(text: str) -> str:
     return re.sub(r"\s+", " ", text.casefold()).strip(" .!?,")
 
 
-def check_data(data: NluData, taxonomy: dict) -> list[str]:
-    """Return the problems found (empty when the data is clean)."""
+def check_data(data: NluData, taxonomy: dict, *, minimums: bool = True) -> list[str]:
+    """Return the problems found (empty when the data is clean); `minimums`: also the
+    least number of examples per intent and category (for the main training file)."""
     problems = list(data.problems)
     intents = set(taxonomy.get("intents") or {})
     categories = set(taxonomy.get("categories") or {})
@@ -67,6 +68,8 @@ def check_data(data: NluData, taxonomy: dict) -> list[str]:
                 problems.append(f"same text under {other} and {ex.label}: {ex.text!r}")
         else:
             seen.setdefault(k, ex.label)
+    if not minimums:
+        return problems
     for intent in sorted(intents):
         if intent in CATEGORY_INTENTS:
             continue
@@ -83,7 +86,9 @@ def check_data(data: NluData, taxonomy: dict) -> list[str]:
     return problems
 
 
-def check_file(nlu_path: str | Path, taxonomy_path: str | Path) -> tuple[NluData, list[str]]:
+def check_file(
+    nlu_path: str | Path, taxonomy_path: str | Path, *, minimums: bool = True
+) -> tuple[NluData, list[str]]:
     """Read both files and check the data."""
     data = read_nlu(nlu_path)
-    return data, check_data(data, read_taxonomy(taxonomy_path))
+    return data, check_data(data, read_taxonomy(taxonomy_path), minimums=minimums)

@@ -78,18 +78,23 @@ def build_group(options: Callable[[], dict]) -> click.Group:
         from .check import check_file
         from .rasa_yaml import RasaFormatError
 
-        path, _, taxonomy = _split(options)
-        try:
-            data, problems = check_file(path, taxonomy)
-        except (RasaFormatError, ValueError) as exc:
-            raise click.ClickException(str(exc)) from None
-        for p in problems:
-            click.echo(p)
-        labels = len({e.label for e in data.examples})
-        if problems:
-            click.echo(f"{len(problems)} problem(s) in {path}", err=True)
+        path, opts, taxonomy = _split(options)
+        failed = False
+        for file in (path, *opts.get("extra", ())):
+            try:
+                data, problems = check_file(file, taxonomy, minimums=file == path)
+            except (RasaFormatError, ValueError) as exc:
+                raise click.ClickException(str(exc)) from None
+            for p in problems:
+                click.echo(p)
+            labels = len({e.label for e in data.examples})
+            if problems:
+                click.echo(f"{len(problems)} problem(s) in {file}", err=True)
+                failed = True
+            else:
+                click.echo(f"{file}: {len(data.examples)} examples, {labels} labels, no problems")
+        if failed:
             sys.exit(1)
-        click.echo(f"{path}: {len(data.examples)} examples, {labels} labels, no problems")
 
     @nlu.command(name="eval", help="Score the model on Rasa-format test files.")
     @click.argument("files", nargs=-1, required=True, type=click.Path())

@@ -7,7 +7,7 @@ import json
 import re
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -415,6 +415,7 @@ def _wilayah_suppressed(data: NluData, places: Mapping) -> list[str]:
 def build_engine(
     path: Path,
     *,
+    extra: Sequence[Path] = (),
     places: Mapping | None,
     ticket_prefix: str,
     cache_dir: Path,
@@ -423,9 +424,16 @@ def build_engine(
     log: Callable[[str], None] | None = None,
     force: bool = False,
 ) -> Engine:
-    """Read the data, load the cached model or train a new one, and assemble the engine."""
-    nlu_bytes = path.read_bytes()
+    """Read the data, load the cached model or train a new one, and assemble the engine.
+
+    `extra` are further training files (their examples only: lookups and synonyms come from
+    `path`; the city's own names are judged on `path` alone, as other files may speak of other
+    cities)."""
+    nlu_bytes = path.read_bytes() + b"".join(p.read_bytes() for p in extra)
     data = read_nlu(path)
+    own = NluData(examples=list(data.examples))
+    for more in extra:
+        data.examples.extend(read_nlu(more).examples)
     lexicon = load_lexicon(lexicon_dir)
     if places is None:
         places_map = places_from_lookups(data.lookups, data.synonyms)
@@ -472,14 +480,14 @@ def build_engine(
         inside, outside, names = PlaceFinder.learn(lokasi_examples)
         names = [n for n in names if place_key(n) not in gaz_keys]
         vocab = Counter(t for d in docs for t in d)
-        suppress = _wilayah_suppressed(data, places_map)
+        suppress = _wilayah_suppressed(own, places_map)
         meta = {
             "wilayah_suppress": suppress,
             "labels": sorted(set(labels)),
             "lokasi_inside": dict(inside),
             "lokasi_outside": dict(outside),
             "lokasi_names": names,
-            "wilayah_prefer": _wilayah_preferences(data, places_map),
+            "wilayah_prefer": _wilayah_preferences(own, places_map),
             "vocab": sorted(t for t, c in vocab.items() if c >= 2 and t.isalpha()),
             "train": {
                 "examples": len(docs),
@@ -528,6 +536,7 @@ def build_engine(
 def load(
     path: str | Path,
     *,
+    extra: Sequence[str | Path] = (),
     places: Mapping | None = None,
     ticket_prefix: str = "PKU",
     cache_dir: str | Path | None = None,
@@ -547,6 +556,7 @@ def load(
     lex = Path(lexicon_dir) if lexicon_dir is not None else _find_lexicon_dir(p)
     engine = build_engine(
         p,
+        extra=[Path(e) for e in extra],
         places=places,
         ticket_prefix=ticket_prefix,
         cache_dir=cache,

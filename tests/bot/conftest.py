@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 import nlu
 from actions.city import LoadedCity
 from actions.db import make_session_factory
-from bot.app import build_faq
+from bot.app import build_faq, nlu_extra
 from bot.channels.console import ConsoleChat
 from bot.conversation import Assistant
 from bot.faq import FaqIndex
@@ -28,6 +28,7 @@ NOW = datetime(2026, 11, 30, 3, 0, tzinfo=UTC)
 def parser(tmp_path_factory: pytest.TempPathFactory, city: LoadedCity) -> nlu.Parser:
     return nlu.load(
         DATA / "nlu.yml",
+        extra=nlu_extra(DATA),
         places=city.places(),
         ticket_prefix=city.config.ticket_prefix,
         cache_dir=tmp_path_factory.mktemp("nlu"),

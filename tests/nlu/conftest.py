@@ -17,6 +17,7 @@ if getattr(sys.modules.get("nlu"), "__file__", None) is None:
     for _name in [m for m in sys.modules if m == "nlu" or m.startswith("nlu.")]:
         del sys.modules[_name]
 
+from bot.app import nlu_extra  # noqa: E402
 from nlu.parser import Parser, load  # noqa: E402
 
 DATA = ROOT / "data"
@@ -44,6 +45,7 @@ def parser(tmp_path_factory: pytest.TempPathFactory, places) -> Parser:
     cache = tmp_path_factory.mktemp("nlu-cache")
     return load(
         DATA / "nlu.yml",
+        extra=nlu_extra(DATA),
         places=places,
         cache_dir=cache,
         lexicon_dir=DATA / "lexicon",
