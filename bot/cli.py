@@ -1015,7 +1015,9 @@ class _Keys:
 
     def key(self) -> str:
         if self.tty:
-            return click.getchar().lower()
+            key = click.getchar()[:1].lower()  # keys typed ahead come together: the first
+            click.echo(key if key.isprintable() else "")
+            return key
         line = sys.stdin.readline()
         if not line:
             return "q"  # the input ended: stop, keeping what was decided
@@ -1024,8 +1026,8 @@ class _Keys:
 
     def label(self) -> str:
         if self.tty:
-            return str(click.prompt("label", default="", show_default=False)).strip()
-        click.echo("label: ", nl=False)
+            return str(click.prompt("  label", default="", show_default=False)).strip()
+        click.echo("  label: ", nl=False)
         line = sys.stdin.readline().strip()
         click.echo(line)
         return line
