@@ -82,6 +82,26 @@ class OutboxState(StrEnum):
     FAILED = "failed"
 
 
+class CorrectionSource(StrEnum):
+    """Where a correction of the NLU came from: an officer moving a ticket to another category,
+    a resident changing the category before sending, or a resident choosing on the buttons
+    after the NLU was unsure."""
+
+    REROUTE = "reroute"
+    RESIDENT_EDIT = "resident_edit"
+    FALLBACK = "fallback"
+
+
+class ReviewState(StrEnum):
+    """A correction waiting for review, kept as corrected, kept under another label, or left
+    out of the training data."""
+
+    PENDING = "pending"
+    ACCEPTED = "accepted"
+    RELABELLED = "relabelled"
+    SKIPPED = "skipped"
+
+
 class InboxState(StrEnum):
     """A stored platform update: waiting to be handled, handled (kept a few days, without its
     content, so that a redelivery is known), or given up on (kept for inspection)."""

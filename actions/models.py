@@ -27,6 +27,7 @@ from actions.domain import (
     AreaLevel,
     Audience,
     BroadcastState,
+    CorrectionSource,
     DeliveryState,
     DeliveryStatus,
     DomainError,
@@ -36,6 +37,7 @@ from actions.domain import (
     OfficerRole,
     OutboxState,
     Privacy,
+    ReviewState,
     SendMethod,
     TicketKind,
     TicketStatus,
@@ -639,6 +641,29 @@ class ApiSubmission(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     ticket: Mapped[Ticket] = relationship()
+
+
+class NluCorrection(Base):
+    """A message the NLU labelled one way and the city's people another.
+
+    `text` is stored redacted (no phone number, no NIK); labels are written as the training
+    data writes them ("lapor/jalan"). Reviewed in the terminal (`warga nlu review`); the
+    accepted and relabelled ones become training examples (`warga nlu export`).
+    """
+
+    __tablename__ = "nlu_correction"
+    __table_args__ = (Index("ix_nlu_correction_review_id", "review", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    text: Mapped[str] = mapped_column(Text)
+    predicted: Mapped[str] = mapped_column(String(80))
+    corrected: Mapped[str] = mapped_column(String(80))
+    source: Mapped[CorrectionSource] = mapped_column(_enum(CorrectionSource))
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    review: Mapped[ReviewState] = mapped_column(_enum(ReviewState), default=ReviewState.PENDING)
+    final_label: Mapped[str | None] = mapped_column(String(80))
+    reviewed_at: Mapped[datetime | None]
 
 
 @event.listens_for(Session, "before_flush")

@@ -1001,13 +1001,174 @@ def _nlu_options(app: App) -> dict[str, Any]:
     }
 
 
+def _labels(app: App) -> list[str]:
+    """The labels a reviewer may give: the taxonomy's, with the city's own categories."""
+    from nlu.check import read_taxonomy, taxonomy_labels
+
+    taxonomy = read_taxonomy(app.settings.warga_data_dir / "taxonomy.yml")
+    categories = dict.fromkeys([*(taxonomy.get("categories") or {}), *app.city.config.categories])
+    return taxonomy_labels({**taxonomy, "categories": categories})
+
+
+class _Keys:
+    """Single keys from a terminal; without one (a pipe, a test), one key per line."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stdin.isatty()
+
+    def key(self) -> str:
+        if self.tty:
+            key = click.getchar()[:1].lower()  # keys typed ahead come together: the first
+            click.echo(key if key.isprintable() else "")
+            return key
+        line = sys.stdin.readline()
+        if not line:
+            return "q"  # the input ended: stop, keeping what was decided
+        click.echo(line.strip())
+        return line.strip()[:1].lower()
+
+    def label(self) -> str:
+        if self.tty:
+            return str(click.prompt("  label", default="", show_default=False)).strip()
+        click.echo("  label: ", nl=False)
+        line = sys.stdin.readline().strip()
+        click.echo(line)
+        return line
+
+
+REVIEW_KEYS = "[a]ccept  [r]elabel  [s]kip  [q]uit"
+
+
+@click.command("review")
+@pass_app
+def nlu_review(app: App) -> None:
+    """Go through the pending corrections one at a time: a accept, r relabel, s skip, q quit."""
+    from actions.corrections import pending, review
+    from actions.domain import ReviewState
+    from actions.models import NluCorrection
+
+    labels = _labels(app)
+    with app.session() as s:
+        ids = [c.id for c in pending(s)]
+    if not ids:
+        click.echo("no corrections waiting for review")
+        return
+    keys, done = _Keys(), {state: 0 for state in ReviewState}
+    for n, cid in enumerate(ids, 1):
+        with app.session(migrated=False) as s:
+            c = s.get_one(NluCorrection, cid)
+            if c.review is not ReviewState.PENDING:
+                continue  # reviewed meanwhile, elsewhere
+            click.echo(f"\n[{n}/{len(ids)}] #{c.id} {c.source.value} {_when(c.created_at)}")
+            click.echo(f"  text:      {c.text}")
+            click.echo(f"  predicted: {c.predicted}")
+            click.echo(f"  corrected: {c.corrected}")
+            decided = _decide(keys, labels)
+            if decided is None:
+                break
+            state, label = decided
+            review(c, state, label=label, labels=labels, now=utcnow())
+            done[state] += 1
+            click.echo(f"  -> {state.value}{f' as {c.final_label}' if c.final_label else ''}")
+    click.echo(
+        f"accepted {done[ReviewState.ACCEPTED]}, relabelled {done[ReviewState.RELABELLED]}, "
+        f"skipped {done[ReviewState.SKIPPED]}"
+    )
+
+
+def _decide(keys: _Keys, labels: list[str]) -> tuple[Any, str | None] | None:
+    """Ask for one decision; None to quit."""
+    from actions.domain import ReviewState
+
+    while True:
+        click.echo(f"  {REVIEW_KEYS}? ", nl=False)
+        key = keys.key()
+        if key == "q":
+            return None
+        if key == "a":
+            return ReviewState.ACCEPTED, None
+        if key == "s":
+            return ReviewState.SKIPPED, None
+        if key == "r":
+            label = _ask_label(keys, labels)
+            if label is not None:
+                return ReviewState.RELABELLED, label
+            continue  # no label given: back to the keys
+        click.echo(f"  unknown key {key!r}")
+
+
+def _ask_label(keys: _Keys, labels: list[str]) -> str | None:
+    """A label of the taxonomy, asked until one is given; None for an empty answer."""
+    while True:
+        label = keys.label()
+        if not label:
+            return None
+        if label in labels:
+            return label
+        near = [x for x in labels if label.split("/")[-1] in x][:6]
+        hint = f" (perhaps: {', '.join(near)})" if near else ""
+        click.echo(
+            f"  unknown label {label!r}{hint}; labels are like lapor/jalan, empty to go back"
+        )
+
+
+@click.command("export")
+@click.option(
+    "--since",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="Only corrections recorded on or after this date (YYYY-MM-DD, UTC).",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write to this file instead of standard output.",
+)
+@pass_app
+def nlu_export(app: App, since: datetime | None, out: Path | None) -> None:
+    """Write the accepted and relabelled corrections as Rasa NLU YAML, ready to merge into
+    the NLU data (texts already in it are left out)."""
+    from datetime import UTC
+
+    from actions.corrections import training_examples
+    from nlu.check import example_key
+    from nlu.rasa_yaml import read_nlu, write_nlu_text
+
+    data_path = app.settings.warga_data_dir / "nlu.yml"
+    known = {example_key(e.text) for e in read_nlu(data_path).examples}
+    with app.session() as s:
+        found = training_examples(s, since=since.replace(tzinfo=UTC) if since else None)
+    examples: dict[str, list[str]] = {}
+    already = 0
+    for label, texts in found.items():
+        for text in texts:
+            if example_key(text) in known:
+                already += 1
+            else:
+                examples.setdefault(label, []).append(text)
+    text = write_nlu_text(examples)
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        out.write_text(text, encoding="utf-8")
+    count = sum(len(v) for v in examples.values())
+    where = f" to {out}" if out else ""
+    click.echo(
+        f"exported {count} examples under {len(examples)} labels{where}; "
+        f"{already} already in {data_path.name}",
+        err=True,
+    )
+
+
 def _add_nlu_group() -> None:
     from nlu.cli import build_group
 
     def options() -> dict[str, Any]:
         return _nlu_options(click.get_current_context().find_object(App))
 
-    cli.add_command(build_group(options))
+    group = build_group(options)
+    group.add_command(nlu_review)
+    group.add_command(nlu_export)
+    cli.add_command(group)
 
 
 _add_nlu_group()

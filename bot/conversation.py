@@ -22,6 +22,8 @@ from sqlalchemy import Executable, bindparam, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from actions.city import LoadedCity
+from actions.corrections import record_correction
+from actions.domain import CorrectionSource
 from actions.inbox import record_update
 from actions.models import Conversation, Resident, utcnow
 from bot.announce import Announcer
@@ -376,7 +378,17 @@ class Router:
         parse = turn.app.nlu.parse(text)
         turn.reset()
         if value == "lapor":
-            return Report(turn).start(text, parse)
+            return Report(turn).start(text, parse)  # kept when the report is sent
+        chosen = "tanya" if value == "tanya" else "aspirasi"
+        guesses = [label for label, _ in parse.ranking if label.startswith(f"{chosen}/")]
+        record_correction(
+            turn.session,
+            text=text,
+            predicted=parse.label,
+            corrected=guesses[0] if guesses else f"{chosen}/lainnya",
+            source=CorrectionSource.FALLBACK,
+            now=turn.now,
+        )
         if value == "tanya":
             return Questions(turn).answer(text, parse.category)
         return Questions(turn).propose(text, parse.category, parse)

@@ -12,7 +12,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from actions.domain import AreaLevel, Privacy, TicketKind
+from actions.corrections import record_correction
+from actions.domain import AreaLevel, CorrectionSource, Privacy, TicketKind
 from actions.geo import kelurahan_at
 from actions.models import Area, Ticket
 from actions.tickets import create_ticket, find_similar, follow_ticket, joinable
@@ -76,6 +77,12 @@ class Report:
         confidence = getattr(parse, "category_confidence", None) or parse.confidence
         if parse.category and confidence >= CATEGORY_THRESHOLD:
             self.draft["category"] = parse.category
+        # What the NLU made of the story, to compare with what is sent (`record_nlu`).
+        self.draft["nlu"] = {
+            "label": parse.label,
+            "category": self.draft.get("category"),
+            "fallback": bool(parse.fallback),
+        }
         ranked = [label.split("/", 1)[1] for label, _ in parse.ranking if "/" in label]
         self.turn.data["ranking"] = list(dict.fromkeys(ranked))[:4]
 
@@ -265,12 +272,36 @@ class Report:
             photos=[(turn.incoming.channel, p) for p in d.get("photos", [])],
             now=turn.now,
         )
+        self.record_nlu(ticket)
         created = turn.created(ticket, "report.created")
         resumed = self.resume()
         if resumed:
             return [created, *resumed]
         offer = Following(turn).offer_after_report(ticket.area)
         return [created, *([offer] if offer else [])]
+
+    def record_nlu(self, ticket: Ticket) -> None:
+        """Keep where the resident corrected the NLU: a category changed before sending
+        (resident_edit), or chosen on the buttons because the NLU was unsure (fallback)."""
+        nlu = self.draft.get("nlu")
+        if not nlu:
+            return
+        corrected = f"{ticket.kind.value}/{ticket.category.code}"
+        if nlu["fallback"] or not nlu["category"]:
+            source = CorrectionSource.FALLBACK
+        elif nlu["category"] != ticket.category.code:
+            source = CorrectionSource.RESIDENT_EDIT
+        else:
+            return  # sent as the NLU read it
+        record_correction(
+            self.session,
+            text=ticket.description,
+            predicted=nlu["label"],
+            corrected=corrected,
+            source=source,
+            ticket=ticket,
+            now=self.turn.now,
+        )
 
     # -- attachments ---------------------------------------------------------------------------
 

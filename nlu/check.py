@@ -30,7 +30,8 @@ def read_taxonomy(path: str | Path) -> dict:
     return doc
 
 
-def _key(text: str) -> str:
+def example_key(text: str) -> str:
+    """An example as the duplicate check compares it: case, spacing and end marks aside."""
     return re.sub(r"\s+", " ", text.casefold()).strip(" .!?,")
 
 
@@ -59,7 +60,7 @@ def check_data(data: NluData, taxonomy: dict, *, minimums: bool = True) -> list[
         for a in ex.entities:
             if a.entity not in entity_types:
                 problems.append(f"unknown entity type {a.entity!r} in {ex.raw!r}")
-        k = _key(ex.text)
+        k = example_key(ex.text)
         other = seen.get(k)
         if other is not None and other != ex.label:
             tag = (k, *sorted((other, ex.label)))
@@ -92,3 +93,16 @@ def check_file(
     """Read both files and check the data."""
     data = read_nlu(nlu_path)
     return data, check_data(data, read_taxonomy(taxonomy_path), minimums=minimums)
+
+
+def taxonomy_labels(taxonomy: dict) -> list[str]:
+    """Every label the taxonomy allows, written as the training data writes it: `salam`,
+    `lapor/jalan`, ..."""
+    categories = list(taxonomy.get("categories") or {})
+    labels: list[str] = []
+    for intent in taxonomy.get("intents") or {}:
+        if intent in CATEGORY_INTENTS:
+            labels.extend(f"{intent}/{c}" for c in categories)
+        else:
+            labels.append(intent)
+    return labels

@@ -200,3 +200,25 @@ def read_nlu(path: str | Path) -> NluData:
     except OSError as exc:
         raise RasaFormatError(f"{p}: cannot read ({exc.strerror})") from exc
     return read_nlu_text(content, source=str(p))
+
+
+def example_line(text: str) -> str:
+    """One message as a plain example line: one line, printable, and no brackets that would
+    read as an entity annotation."""
+    text = "".join(ch if ch.isprintable() else " " for ch in text)
+    text = text.replace("[", "(").replace("]", ")")
+    return " ".join(text.split())
+
+
+def write_nlu_text(examples: dict[str, list[str]]) -> str:
+    """Rasa NLU YAML as data/nlu.yml writes it: `- intent: lapor/jalan` blocks of
+    `examples: |`, the labels in the order given, empty lines left out."""
+    out = ['version: "3.1"', "nlu:"]
+    for label, texts in examples.items():
+        lines = [line for line in (example_line(t) for t in texts) if line]
+        if not lines:
+            continue
+        out.append(f"- intent: {label}")
+        out.append("  examples: |")
+        out.extend(f"    - {line}" for line in lines)
+    return "\n".join(out) + "\n"

@@ -51,3 +51,33 @@ def test_the_migrated_schema_accepts_every_event_kind_and_refuses_others(session
         )
         session.commit()
     session.rollback()
+
+
+def test_0008_adds_the_corrections_table_and_its_checks_and_takes_only_it_away(empty_url):
+    engine = make_engine(empty_url)
+    try:
+        migrate.upgrade(engine, "0007")
+        before = set(inspect(engine).get_table_names())
+        assert "nlu_correction" not in before
+        migrate.upgrade(engine)
+        assert "nlu_correction" in inspect(engine).get_table_names()
+        row = (
+            "INSERT INTO nlu_correction (text, predicted, corrected, source, created_at, review) "
+        )
+        now = {"c": utcnow()}
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    row + "VALUES ('x', 'lapor/jalan', 'lapor/sampah', 'fallback', :c, 'pending')"
+                ),
+                now,
+            )
+        for source, review in (("bogus", "pending"), ("fallback", "bogus")):
+            with pytest.raises(IntegrityError), engine.begin() as conn:
+                conn.execute(
+                    text(row + f"VALUES ('x', 'a', 'b', '{source}', :c, '{review}')"), now
+                )
+        migrate.downgrade(engine, "0007")
+        assert set(inspect(engine).get_table_names()) == before
+    finally:
+        engine.dispose()
