@@ -216,7 +216,7 @@ class Router:
             payload
             or self.typed_button(text)
             or self.short_answer(text)
-            or Rating(turn).typed_stars(text)
+            or (Rating(turn).typed_stars(text) if turn.state is State.IDLE else None)
         )
         if payload:
             turn.forget_offer()
@@ -238,7 +238,12 @@ class Router:
         if self.is_cancel(text, parse):
             return self.cancel()
         want = self.answers.want(text)  # "mau lapor": not yet the report itself
-        if want is not None and (not report.takes_text() or turn.state is State.DESCRIBE):
+        if want is not None:
+            if not report.under_way():
+                return self.start(want)
+            if want != "lapor":  # asking or proposing waits until this report is done
+                return self.reask()
+            report.park()  # another report: this one is taken up again afterwards
             return self.start(want)
         if turn.state not in REPORT_STATES and self.answers.mentions(text, "still_broken"):
             reopened = Rating(turn).still_broken(text, parse)
@@ -310,10 +315,11 @@ class Router:
             return [self.help()]
         if name == "batal":
             return self.cancel()
-        if name == "lapor":
-            turn.reset()
+        if name == "lapor":  # a report under way is kept for afterwards
+            report = Report(turn)
             if rest and self.answers.want(rest) is None:
-                return Report(turn).start(rest, nlu.parse(rest))
+                return report.park_and_start(rest, nlu.parse(rest))
+            report.park()
             return self.start("lapor")
         if name in ("status", "cek"):
             parse = nlu.parse(rest) if rest else None

@@ -41,7 +41,9 @@ class Report:
     def start(self, text: str, parse: Any) -> list[Outgoing]:
         """Start a report from its story (keeping a photo or pin sent just before)."""
         turn = self.turn
-        previous = turn.draft if turn.state in (State.DESCRIBE, State.IDLE) else {}
+        # A photo or pin sent before the story belongs to it; a parked report keeps its own.
+        before = turn.state in (State.DESCRIBE, State.IDLE)
+        previous = turn.draft if before and not turn.draft.get("description") else {}
         parked = turn.data.get("parked")
         turn.data = {"draft": {"kind": TicketKind.LAPOR.value, "description": text}}
         if parked:
@@ -54,12 +56,19 @@ class Report:
         self.take_place(parse)
         return self.next_step()
 
+    def under_way(self) -> bool:
+        """A report with its story is being filled in."""
+        return self.turn.state in REPORT_STATES and bool(self.draft.get("description"))
+
+    def park(self) -> None:
+        """Keep the open report for afterwards (one at a time)."""
+        if self.under_way() and "parked" not in self.turn.data:
+            self.turn.data["parked"] = {"draft": self.draft}
+
     def park_and_start(self, text: str, parse: Any) -> list[Outgoing]:
         """A new, different report in the middle of one: keep the open one for afterwards."""
-        turn = self.turn
-        if self.draft.get("description") and "parked" not in turn.data:
-            turn.data["parked"] = {"draft": self.draft}
-        turn.go(State.IDLE)
+        self.park()
+        self.turn.go(State.IDLE)
         return self.start(text, parse)
 
     def resume(self) -> list[Outgoing]:
