@@ -15,6 +15,7 @@ from actions import migrate
 from actions.city import LoadedCity, city_file_path, load_city_file, sync_city
 from actions.db import make_engine, make_session_factory
 from actions.settings import Settings
+from bot.answers import Answers
 from bot.conversation import Assistant, Understanding
 from bot.faq import FaqIndex
 from bot.open311 import Open311Context
@@ -91,6 +92,7 @@ class Runtime:
             responses=self.responses,
             faq=self.faq,
             sessions=self.sessions,
+            answers=Answers.load(self.settings.warga_data_dir / "answers.yml"),
         )
 
     @cached_property
