@@ -250,7 +250,7 @@ class Parser:
         if not any(t[:1].isalpha() or ord(t[0]) > 0x2000 for t in toks):
             return self._empty(text, ents, ranking)
         rule = None
-        raise_it, lower_it = darurat.judge(norm)
+        raise_it, lower_it, veto = darurat.judge(norm)
         best_intent = self.intents[int(np.argmax(intent_p))]
         confidence = float(intent_p.max())
         if "darurat" in self.intents:
@@ -265,7 +265,12 @@ class Parser:
             elif (
                 best_intent == "darurat"
                 and not raise_it
-                and (intent_p[d] < DARURAT_MODEL_MIN or (lower_it and intent_p[d] < 0.95))
+                and (
+                    intent_p[d] < DARURAT_MODEL_MIN
+                    or veto
+                    or (lower_it and intent_p[d] < 0.95)
+                    or not darurat.danger_word(norm)
+                )
             ):
                 rule = "darurat-"
                 masked = intent_p.copy()

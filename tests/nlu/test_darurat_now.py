@@ -25,6 +25,17 @@ EMERGENCIES = [
     "earthquake right now, buildings shaking",
     "puting beliung barusan lewat, atap2 rumah beterbangan",
     "anak sy kecebur di danau belum ketemu",
+    # two-word alarms
+    "ada begal",
+    "maling maling",
+    "ada jambret",
+    "ada tawuran",
+    "TABRAKAN!!",
+    "kecelakaan beruntun",
+    "ambulans cepat",
+    # water at roof height, people who cannot get out
+    "air udah nyampe atap tolong kami",
+    "air masuk rumah, ada lansia ga bisa keluar",
 ]
 
 ORDINARY = [
@@ -42,6 +53,28 @@ ORDINARY = [
     "sungai dangkal penuh sampah, airnya naik ke jalan tiap hujan",
     "banjir sedada di perumahan, kami butuh pompa",
     "ada simulasi tsunami di sekolah anak saya, itu resmi ga",
+    # danger averted or past
+    "pohon tumbang di jl. durian tadi pagi, untung ga ada yg ketimpa, tolong dipotong",
+    "tiang listrik roboh tadi subuh, alhamdulillah ga ada yang kena",
+    "kemarin ada kebakaran di gang mawar, puing2nya belum dibersihkan",
+    "anak saya korban tabrak lari bulan lalu, pelakunya belum ditangkap",
+    # a risk, a fear, a condition
+    "hidran di pasar ga berfungsi, kalau ada kebakaran gimana",
+    "kabel semrawut takut terjadi kebakaran",
+    "sampah dibakar terus, bisa menyebabkan kebakaran",
+    "dahan pohon rapuh, bahaya kalau tumbang menimpa pengendara",
+    # paperwork and questions about emergency services
+    "mau urus surat keterangan kebakaran buat klaim asuransi syaratnya apa",
+    "mau tanya prosedur minta santunan korban kecelakaan",
+    "apakah ada biaya kalau lapor ke damkar?",
+    "pemadam kebakaran lambat datang kemarin, mohon dievaluasi",
+    # news of an earthquake
+    "gempa tadi terasa ga ya di pekanbaru",
+    "ada info gempa hari ini?",
+    # urgent, not dangerous
+    "tolong dijawab!!!",
+    "kak cek dm pliss",
+    "tolong bls dm",
 ]
 
 
