@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from . import darurat
 from .entities import Entity, Gazetteer, find_personal, place_key, places_from_lookups
@@ -19,7 +20,7 @@ from .language import LanguageDetector
 from .lokasi import PlaceFinder
 from .model import RAW, LinearModel, load_models, save_models, train
 from .normalize import Normalizer, fold, load_lexicon, tokens
-from .rasa_yaml import NluData, read_nlu
+from .rasa_yaml import Example, NluData, read_nlu
 from .tickets import STATUS_WORDS, TicketFinder, _this_year
 
 ENGINE_VERSION = "1.1"
@@ -29,11 +30,19 @@ TICKET_ONLY_CONFIDENCE = 0.97
 # Without an emergency rule behind it, the model alone must be this sure of darurat: the rules
 # catch the emergencies (measured: all but one held-out darurat), the model adds false alarms.
 DARURAT_MODEL_MIN = 0.85
+# ... and this sure when a cue says the danger may not be now (a risk, a question, paperwork).
+DARURAT_DOUBTED_MIN = 0.99
 # How sure a darurat backed by an emergency rule is.
 DARURAT_RULE_CONFIDENCE = 0.9
 MAX_CLASSIFIER_TOKENS = 300
+# A message's length in words, as a feature: a long message is rarely a greeting or a thank-you.
+LENGTH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, MAX_CLASSIFIER_TOKENS)
 LANGUAGE_CHARS = 500  # the language of a long message shows in its beginning
 CATEGORY_INTENTS = ("lapor", "tanya", "aspirasi")
+# Openings and closings to wrap short training examples in (beside the lexicon), and the
+# longest example that gets wrapped.
+FRAMES_FILE = "frames.yml"
+FRAME_MAX_WORDS = 40
 PLACEHOLDERS = {"nomor_tiket": "<tiket>", "telepon": "<telepon>", "nik": "<nik>"}
 TRAIN_OPTIONS = {
     "intent": {"c": 1.5, "class_weight": "balanced", "min_df": 1},
@@ -102,7 +111,7 @@ def _hash_inputs(nlu_bytes: bytes, lexicon_dir: Path | None, places: object, pre
     h.update(json.dumps(TRAIN_OPTIONS, sort_keys=True).encode())
     h.update(nlu_bytes)
     if lexicon_dir is not None:
-        for name in ("indocollex_informal_formal.tsv", "overrides.tsv"):
+        for name in ("indocollex_informal_formal.tsv", "overrides.tsv", FRAMES_FILE):
             p = lexicon_dir / name
             if p.exists():
                 h.update(name.encode())
@@ -268,7 +277,7 @@ class Parser:
                 and (
                     intent_p[d] < DARURAT_MODEL_MIN
                     or veto
-                    or (lower_it and intent_p[d] < 0.95)
+                    or (lower_it and intent_p[d] < DARURAT_DOUBTED_MIN)
                     or not darurat.danger_word(norm)
                 )
             ):
@@ -347,7 +356,9 @@ def with_raw(toks: list[str], text: str, ents: list[Entity]) -> list[str]:
             pos = e.end
     parts.append(text[pos:])
     raw = [RAW + t for t in tokens(fold("".join(parts)))[:MAX_CLASSIFIER_TOKENS] if t[0].isalnum()]
-    return toks + raw
+    words = sum(1 for t in toks if t[:1].isalnum())
+    bucket = next(i for i, most in enumerate(LENGTH_BUCKETS) if words <= most)
+    return toks + raw + [f"{RAW}<len{bucket}>"]
 
 
 def _prepare(
@@ -374,6 +385,36 @@ def _prepare(
         docs.append(with_raw(toks, ex.text, clean))
         labels.append(ex.label)
     return docs, labels
+
+
+def load_frames(lexicon_dir: Path | None) -> tuple[list[str], list[str]]:
+    """The openings and closings of `frames.yml` beside the lexicon (none without one)."""
+    path = lexicon_dir / FRAMES_FILE if lexicon_dir is not None else None
+    if path is None or not path.exists():
+        return [], []
+    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    return [str(x) for x in raw.get("openings") or []], [str(x) for x in raw.get("closings") or []]
+
+
+def framed(examples: Sequence[Example], frames: tuple[list[str], list[str]]) -> list[Example]:
+    """Copies of the short lapor / tanya / aspirasi examples wrapped in an opening and a closing.
+
+    A resident's long message opens with greetings and who they are and closes with thanks;
+    trained on these copies, the classifiers learn that such words say nothing of the label.
+    Which frame an example gets depends on its text only, so training stays reproducible.
+    """
+    openings, closings = frames
+    if not openings or not closings:
+        return []
+    out = []
+    for ex in examples:
+        if ex.intent not in CATEGORY_INTENTS or len(ex.text.split()) > FRAME_MAX_WORDS:
+            continue
+        h = int.from_bytes(hashlib.sha256(ex.text.encode()).digest()[:8], "big")
+        opening = openings[h % len(openings)]
+        closing = closings[(h // len(openings)) % len(closings)]
+        out.append(Example(text=f"{opening} {ex.text} {closing}", label=ex.label))
+    return out
 
 
 def _wilayah_preferences(data: NluData, places: Mapping) -> dict[str, str]:
@@ -459,14 +500,19 @@ def build_engine(
     if models is None:
         t0 = time.perf_counter()
         docs, labels = _prepare(data, normalizer, tickets)
+        more, more_labels = _prepare(
+            NluData(examples=framed(data.examples, load_frames(lexicon_dir))), normalizer, tickets
+        )
         if not docs:
             raise ValueError(f"{path}: no training examples")
         intents = [lab.split("/", 1)[0] for lab in labels]
         if len(set(intents)) < 2:
             raise ValueError(f"{path}: needs at least two intents to train")
-        models = {"intent": train(docs, intents, **TRAIN_OPTIONS["intent"])}
-        cat_docs = [d for d, lab in zip(docs, labels, strict=True) if "/" in lab]
-        cats = [lab.split("/", 1)[1] for lab in labels if "/" in lab]
+        all_docs, all_labels = docs + more, labels + more_labels
+        intents = [lab.split("/", 1)[0] for lab in all_labels]
+        models = {"intent": train(all_docs, intents, **TRAIN_OPTIONS["intent"])}
+        cat_docs = [d for d, lab in zip(all_docs, all_labels, strict=True) if "/" in lab]
+        cats = [lab.split("/", 1)[1] for lab in all_labels if "/" in lab]
         if len(set(cats)) >= 2:
             models["category"] = train(
                 cat_docs, cats, vectorizer=models["intent"].vectorizer, **TRAIN_OPTIONS["category"]
