@@ -25,8 +25,8 @@ def main() -> None:
     from sklearn.model_selection import StratifiedKFold
 
     from nlu.model import train
-    from nlu.normalize import Normalizer, load_lexicon
-    from nlu.parser import TRAIN_OPTIONS, _prepare, framed, load_frames
+    from nlu.normalize import load_lexicon
+    from nlu.parser import TRAIN_OPTIONS, _prepare, framed, load_frames, training_normalizer
     from nlu.rasa_yaml import NluData, read_nlu
     from nlu.tickets import TicketFinder
 
@@ -43,7 +43,7 @@ def main() -> None:
         examples.extend(exs)
         source.extend([Path(f).name] * len(exs))
     lexicon = ROOT / "data" / "lexicon"
-    normalizer = Normalizer(load_lexicon(lexicon))
+    normalizer = training_normalizer(load_lexicon(lexicon), examples)
     tickets = TicketFinder("PKU")
     docs, labels = _prepare(NluData(examples=examples), normalizer, tickets)
     # The framed copies the engine trains on, each tied to its example (training folds only).

@@ -110,11 +110,38 @@ class Normalizer:
         return hit if hit is not None else (tok,)
 
     def normalize_tokens(self, text: str) -> list[str]:
-        """Fold, tokenise and normalise; hyphenated reduplication is split into its words."""
+        """Fold, tokenise and normalise; hyphenated reduplication is split into its words.
+
+        A hashtag or mention written as one word is split into the words it joins when they
+        are all known (#jalanrusak -> jalan rusak, @pemkotpekanbaru -> pemkot pekanbaru).
+        """
         out: list[str] = []
+        prev = ""
         for tok in tokens(fold(text)):
-            out.extend(self.word(tok))
+            parts = self.split_joined(tok) if prev in ("#", "@") else None
+            if parts is None:
+                out.extend(self.word(tok))
+            else:
+                for part in parts:
+                    out.extend(self.word(part))
+            prev = tok
         return out
+
+    def split_joined(self, tok: str) -> list[str] | None:
+        """The fewest known words of at least three letters that make up `tok`, or None."""
+        if len(tok) < 6 or not tok.isalpha() or self._lookup(tok) is not None:
+            return None
+        n = len(tok)
+        best: list[list[str] | None] = [None] * (n + 1)
+        best[0] = []
+        for end in range(3, n + 1):
+            for start in range(0, end - 2):
+                head = best[start]
+                if head is None or self._lookup(tok[start:end]) is None:
+                    continue
+                if best[end] is None or len(head) + 1 < len(best[end]):
+                    best[end] = [*head, tok[start:end]]
+        return best[n] if best[n] and len(best[n]) > 1 else None
 
     def normalize(self, text: str) -> str:
         """Return the normalised text as one space-separated string."""

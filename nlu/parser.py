@@ -387,6 +387,15 @@ def _prepare(
     return docs, labels
 
 
+def training_normalizer(lexicon: dict[str, str], examples: Sequence[Example]) -> Normalizer:
+    """A normaliser that also knows the words the training texts use twice or more.
+
+    Known words let it split a hashtag (#jalanrusak) and shorten elongations (rusakkk).
+    """
+    seen = Counter(t for ex in examples for t in tokens(fold(ex.text)) if t.isalpha())
+    return Normalizer(lexicon, known={t for t, c in seen.items() if c >= 2 and len(t) >= 3})
+
+
 def load_frames(lexicon_dir: Path | None) -> tuple[list[str], list[str]]:
     """The openings and closings of `frames.yml` beside the lexicon (none without one)."""
     path = lexicon_dir / FRAMES_FILE if lexicon_dir is not None else None
@@ -487,7 +496,7 @@ def build_engine(
         places_map = {k: {c: list(a) for c, a in v.items()} for k, v in places.items()}
     key = _hash_inputs(nlu_bytes, lexicon_dir, places_map, ticket_prefix)
     model_path = cache_dir / f"nlu-{key[:24]}.npz"
-    normalizer = Normalizer(lexicon)
+    normalizer = training_normalizer(lexicon, data.examples)
     tickets = TicketFinder(ticket_prefix, year=year)
     models: dict[str, LinearModel] | None = None
     meta: dict = {}

@@ -36,3 +36,28 @@ def test_project_overrides_win_over_indocollex(norm):
 
 def test_indocollex_resolves_everyday_slang(norm):
     assert norm.normalize("gk ada yg dtg") == "tidak ada yang datang"
+
+
+def test_hashtags_and_mentions_are_split_into_known_words(parser):
+    norm = parser.engine.normalizer
+    assert norm.normalize("#JalanRusak") == "# jalan rusak"
+    said = norm.normalize("@pemkotpekanbaru #sampahnumpuk")
+    assert said == "@ pemkot pekanbaru # sampah menumpuk"
+    # Only whole splits into known words of three letters or more; other words stay whole.
+    assert norm.normalize("#xqzvbnmw") == "# xqzvbnmw"
+    assert norm.normalize("jalanrusak") == "jalanrusak"
+
+
+@pytest.mark.parametrize(
+    ("written", "meant"),
+    [
+        ("banyune ora ngalir", "airnya tidak mengalir"),
+        ("aia indak ado", "air tidak ada"),
+        ("dalane rusak wis suwe", "jalannya rusak sudah suwe"),
+        ("tak ada air kat rumah", "tidak ada air di rumah"),
+        ("sugeng enjing", "selamat pagi"),
+        ("di pku", "di pekanbaru"),
+    ],
+)
+def test_malay_minang_and_javanese_words_are_read_as_indonesian(norm, written, meant):
+    assert norm.normalize(written) == meant
