@@ -26,7 +26,7 @@ _VICTIM = _w(
 )
 _CRASH = _w(
     "kecelakaan tabrakan ditabrak tertabrak ketabrak terlindas dilindas terserempet keserempet "
-    "jatuh_dari_motor terjatuh accident crash"
+    "jatuh_dari_motor terjatuh terbalik terguling accident crash"
 )
 _CRIME = _w(
     "maling rampok perampok perampokan jambret penjambret begal pembegalan dibegal pencuri "
@@ -62,7 +62,8 @@ _AFTER_DISASTER = [
 
 _POSITIVE = [
     # fire
-    r"\bkebakaran\b",
+    # (the fire brigade's name is no fire: "pos pemadam kebakaran", "dinas kebakaran")
+    r"(?<!pemadam )(?<!dinas )(?<!pos )(?<!mobil )\bkebakaran\b",
     _BUILDING + r"\w*\s+(?:\w+\s+){0,3}" + _w("terbakar dilalap hangus berasap_tebal"),
     r"\bterbakar\b" + _NEAR + _BUILDING,
     _w("api apinya")
@@ -82,7 +83,9 @@ _POSITIVE = [
     r"\bdamkar\b" + _NEAR + _w("cepat segera tolong sekarang"),
     _w("tolong cepat segera") + _NEAR + r"\bdamkar\b",
     # accident with victims
-    _CRASH + _NEAR + _VICTIM,
+    _CRASH + _NEAR + _VICTIM.replace("|tolong|", "|"),
+    # a crash and a cry for help in one sentence
+    _CRASH + r"[^.!?]{0,40}\btolong\b",
     _w("korban berdarah tergeletak terkapar pingsan tidak_sadarkan_diri tidak_sadar")
     + _NEAR
     + _CRASH,
@@ -93,7 +96,7 @@ _POSITIVE = [
     + r"\b(?:darah\w*|berdarah|luka|pingsan)\b",
     _w("motor mobil kendaraan pengendara")
     + r"\s+(?:\w+\s+)?"
-    + _w("masuk terjun terperosok tercebur")
+    + _w("masuk_ke terjun terperosok tercebur nyemplung")
     + _NEAR
     + _VICTIM,
     _w("nyetrum menyetrum kesetrum tersetrum") + _NEAR + _w("anak orang warga kena"),
@@ -118,7 +121,8 @@ _POSITIVE = [
     # drowning
     _w("tenggelam hanyut terseret_arus kelelep terbawa_arus"),
     # trapped
-    _w("terjebak terjepit terperangkap terkurung tertimbun tertimpa terkunci_di_dalam tertindih"),
+    _w("terjebak terjepit terperangkap terkurung tertimbun tertimpa terkunci_di_dalam tertindih")
+    + r"(?!\s+(?:macet|kemacetan|antrean|antrian|banjir\s+(?:di\s+)?jalan))",
     r"\b(?:masuk\s+ke|jatuh|terjatuh|terperosok|tercebur|kecebur)\s+(?:ke\s+)?(?:dalam\s+)?"
     + _w("sumur sungai parit selokan lubang got kanal kolam danau waduk embung rawa laut"),
     _w("tercebur kecebur terjun terseret")
@@ -141,7 +145,8 @@ _POSITIVE = [
     _w("pingsan kejang tidak_sadarkan_diri henti_napas serangan_jantung sekarat overdosis"),
     _w("bunuh_diri mau_lompat melompat_dari"),
     _w("sos darurat emergency urgent") + _NEAR + _w("tolong cepat segera help"),
-    _w("fire drowning robbery trapped gas_leak"),
+    _w("fire drowning robbery trapped gas_leak")
+    + r"(?!\s+(?:brigade|department|station|truck|fighters?|alarm|extinguisher|exit|hydrant))",
     # natural disasters striking now (the danger is the event itself, not what it left behind)
     _DISASTER,
     # water that rises fast, reaches the roof, or carries people and houses away
@@ -204,7 +209,7 @@ _HARD_NEGATIVE = [
         "sudah_padam sudah_dipadamkan telah_padam berhasil_dipadamkan sudah_aman "
         "sudah_ditangani sudah_dievakuasi"
     ),
-    r"\btidak\s+(?:ada\s+)?(?:\w+\s+)?"
+    r"\b(?:tidak|belum|tanpa)\s+(?:ada\s+)?(?:\w+\s+)?"
     + _w(
         "nyetrum menyetrum percikan api korban luka terluka terbakar tertimpa kena celaka cedera"
     ),
@@ -238,12 +243,13 @@ _NEGATIVE = _HARD_NEGATIVE + [
     _w(
         "kalau kalo jika bila apabila seandainya andaikan takut khawatir cemas antisipasi "
         "mencegah cegah potensi berpotensi bahaya berbahaya membahayakan menyebabkan memicu "
-        "mengakibatkan sebabkan bisa_terjadi dapat_terjadi risiko resiko"
+        "mengakibatkan sebabkan bisa_terjadi dapat_terjadi risiko resiko terancam rawan"
     )
     + r"\s+(?:\w+\s+){0,3}"
     + _RISKS,
     _RISKS + r"\s+(?:\w+\s+){0,4}" + _w("jika kalau kalo bila apabila seandainya"),
     _w("mengancam_keselamatan membahayakan_keselamatan"),
+    _w("terjebak") + _NEAR + _w("macet kemacetan antrean antrian"),
     # paperwork and services about an emergency, not an emergency
     _w(
         "surat keterangan klaim asuransi syarat persyaratan prosedur santunan visum biaya tarif "

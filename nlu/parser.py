@@ -30,6 +30,9 @@ TICKET_ONLY_CONFIDENCE = 0.97
 # Without an emergency rule behind it, the model alone must be this sure of darurat: the rules
 # catch the emergencies (measured: all but one held-out darurat), the model adds false alarms.
 DARURAT_MODEL_MIN = 0.85
+# Beyond this many tokens an emergency cue needs the model to see some darurat too.
+DARURAT_LONG_TOKENS = 60
+DARURAT_LONG_MODEL_MIN = 0.2
 # ... and this sure when a cue says the danger may not be now (a risk, a question, paperwork).
 DARURAT_DOUBTED_MIN = 0.99
 # How sure a darurat backed by an emergency rule is.
@@ -260,6 +263,9 @@ class Parser:
             return self._empty(text, ents, ranking)
         rule = None
         raise_it, lower_it, veto = darurat.judge(norm)
+        if raise_it and len(toks) > DARURAT_LONG_TOKENS and "darurat" in self.intents:
+            # A cry for help is short; in a long letter one word of danger is not enough.
+            raise_it = intent_p[self.intents.index("darurat")] >= DARURAT_LONG_MODEL_MIN
         best_intent = self.intents[int(np.argmax(intent_p))]
         confidence = float(intent_p.max())
         if "darurat" in self.intents:

@@ -36,6 +36,8 @@ EMERGENCIES = [
     # water at roof height, people who cannot get out
     "air udah nyampe atap tolong kami",
     "air masuk rumah, ada lansia ga bisa keluar",
+    # Minang: a car overturned, people trapped inside
+    "ado oto tabaliak di jalan, urangnyo tajepit di dalam",
 ]
 
 ORDINARY = [
@@ -75,6 +77,19 @@ ORDINARY = [
     "tolong dijawab!!!",
     "kak cek dm pliss",
     "tolong bls dm",
+    # the fire brigade's name, traffic, a danger that has no victim yet
+    "pos pemadam kebakaran terdekat dari rumbai di mana ya",
+    "does the fire brigade also rescue cats from roofs?",
+    "tiap sore terjebak macet di perlintasan kereta, mohon dibangun flyover",
+    "tebing di belakang sekolah terancam longsor, mumpung belum ada korban tolong diturap",
+    "motor bisa masuk gang kalau portal dibuka, tolong dibuka pak",
+    # a long letter with one word of danger in it
+    "Yth. Dinas PU, saya warga Sidomulyo Barat mau menyampaikan keluhan soal proyek pengecoran "
+    "jalan di depan perumahan kami. Sudah dua bulan dikerjakan tanpa rambu dan tanpa jalur "
+    "alternatif, pengendara malah terjebak sana sini, lalu lintas kacau setiap pagi dan sore. "
+    "Kontraktornya tidak pernah kelihatan, pekerja datang siang dan pulang cepat. Kami mohon "
+    "pengawasan dari dinas agar pekerjaan cepat selesai dan diberi rambu yang jelas. Atas "
+    "perhatiannya kami ucapkan terima kasih.",
 ]
 
 
