@@ -31,6 +31,17 @@ def _pin_one_core() -> str:
 
 
 def _peak_rss_mb() -> float:
+    """This process's peak resident memory.
+
+    Linux keeps ru_maxrss across exec, so a child started by a big parent would report the
+    parent's peak; VmHWM belongs to the process's own memory map and starts afresh at exec.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import tempfile
 from collections import Counter
 from collections.abc import Sequence
@@ -214,8 +215,9 @@ def train(
     from sklearn.model_selection import StratifiedKFold
     from sklearn.svm import LinearSVC
 
-    # Features are computed once per document and reused by every fold.
-    docs = [list(features(d).elements()) for d in docs]
+    # Features are computed once per document and reused by every fold. Interned, the many
+    # documents that share a feature share one string (a long letter has thousands of them).
+    docs = [[sys.intern(f) for f in features(d).elements()] for d in docs]
     label_set = sorted(set(labels))
     y = np.asarray([label_set.index(lab) for lab in labels])
     weights: dict[int, float] | str | None = None

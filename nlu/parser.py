@@ -48,7 +48,7 @@ FRAMES_FILE = "frames.yml"
 FRAME_MAX_WORDS = 40
 PLACEHOLDERS = {"nomor_tiket": "<tiket>", "telepon": "<telepon>", "nik": "<nik>"}
 TRAIN_OPTIONS = {
-    "intent": {"c": 1.5, "class_weight": "balanced", "min_df": 1},
+    "intent": {"c": 1.5, "class_weight": "balanced", "min_df": 2},
     "category": {"c": 1.5, "class_weight": "balanced"},
 }
 
