@@ -517,6 +517,14 @@ def _cut(spans: Iterable[Span], holes: Iterable[Span]) -> list[Span]:
     return out
 
 
+# Words that place one thing by another: a place the model tagged across one is two places
+# ("Jl. Sudirman dpn Ramayana" is "Jl. Sudirman" and "Ramayana", as the data annotates).
+BY_WORDS = frozenset(
+    "depan dpn didepan belakang blkg dibelakang samping disamping sebelah disebelah seberang "
+    "diseberang berseberangan dekat dkt didekat sekitar sekitaran disekitar dimuka".split()
+)
+
+
 class PlaceTagger:
     """Find lokasi with the trained CRFs, the rule finder's output among their features."""
 
@@ -528,6 +536,24 @@ class PlaceTagger:
         if long_path is not None:
             self._long = pycrfsuite.Tagger()
             self._long.open(str(long_path))
+
+    def _tidy(self, toks: Sequence[Token], spans: Iterable[Span]) -> list[Span]:
+        """Split the model's places at BY_WORDS and drop the pieces that are one keyword alone
+        ("puskesmas" of "puskesmas Rejosari", whose name is the kelurahan)."""
+        out: list[Span] = []
+        for s, e in spans:
+            piece: list[Token] = []
+            for tok in [*(t for t in toks if s <= t[1] and t[2] <= e), None]:
+                low = tok[0].lower().rstrip(".") if tok is not None else ""
+                if tok is not None and low not in BY_WORDS:
+                    piece.append(tok)
+                    continue
+                if len(piece) > 1 or (
+                    piece and word_class(piece[0][0].lower().rstrip(".")) not in _OPENING
+                ):
+                    out.append((piece[0][1], piece[-1][2]))
+                piece = []
+        return out
 
     def find_with_places(
         self,
@@ -560,6 +586,7 @@ class PlaceTagger:
             # A chat message: the rules' places, and the model's where the rules found none.
             found = spans_of(toks, self._short.tag(xseq))
             first = rules
+        found = self._tidy(toks, _cut(found, wl))
         spans = first + [c for c in found if not any(a < c[1] and c[0] < b for a, b in first)]
         ents: list[Entity] = []
         for s, e in _cut(spans, wl):
