@@ -164,6 +164,8 @@ class _Word(NamedTuple):
     cls: str
     known: str
     own: tuple[str, ...]
+    # The features the neighbours two before, one before, one after, two after see of it.
+    seen: tuple[tuple[str, ...], ...]
 
 
 # Classes that open a place ("jalan X", "RS X", "simpang X", "perumahan X", "RT 4").
@@ -173,6 +175,7 @@ _CLOSING = frozenset({"near", "at", "where", "admin", "di+near", "di+where", "di
 # Gaps a place runs across: spaces, nothing ("No.42", "Jl.Riau"), or a hyphen or slash.
 _INNER_GAPS = frozenset({"", "_", ".", "-", "-_", "/", "/_"})
 CANDIDATE_WORDS = 5
+_OFFSETS = (-2, -1, 1, 2)
 
 
 class Features:
@@ -215,7 +218,11 @@ class Features:
             own.append("stop")
         if low in self.gazetteer_words:
             own.append("gz")
-        out = _Word(low, sh, cls, known, tuple(own))
+        seen = tuple(
+            (f"{off}w={low}", f"{off}c={cls}", f"{off}sh={sh}", f"{off}kn={known}")
+            for off in _OFFSETS
+        )
+        out = _Word(low, sh, cls, known, tuple(own), seen)
         if len(self._cache) < self.CACHE_LIMIT:
             self._cache[tok] = out
         return out
@@ -305,18 +312,10 @@ class Features:
                     f.append("cde")
             if k < yth_end:
                 f.append("yth")
-            for off in (-2, -1, 1, 2):
+            for o, off in enumerate(_OFFSETS):
                 j = k + off
                 if 0 <= j < n:
-                    v = words[j]
-                    f.extend(
-                        (
-                            f"{off}w={v.low}",
-                            f"{off}c={v.cls}",
-                            f"{off}sh={v.shape}",
-                            f"{off}kn={v.known}",
-                        )
-                    )
+                    f.extend(words[j].seen[o])
                     if off in (-1, 1):
                         f.append(f"{off}r=" + rule_tags[j])
                         f.append(f"{off}wl=" + wilayah_tags[j])
