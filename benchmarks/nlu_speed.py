@@ -103,7 +103,8 @@ def main() -> int:
         )
         print(f"peak RSS (training):   {_peak_rss_mb():.0f} MB")
         model_mb = sum(p.stat().st_size for p in Path(cache).glob("*.npz")) / 1e6
-        print(f"model file:            {model_mb:.1f} MB")
+        crf_mb = sum(p.stat().st_size for p in Path(cache).glob("*.crfsuite")) / 1e6
+        print(f"model file:            {model_mb:.1f} MB (+ lokasi taggers {crf_mb:.1f} MB)")
         sys.stdout.flush()
         subprocess.run(  # noqa: S603 - this same script, with the same interpreter
             [

@@ -126,6 +126,12 @@ def build_group(options: Callable[[], dict]) -> click.Group:
                     f"    {intent:14s} {s['support']:4d} {s['precision']:.3f} "
                     f"{s['recall']:.3f} {s['f1']:.3f}"
                 )
+            click.echo("  per entity (support predicted precision recall f1):")
+            for etype, s in m["per_entity"].items():
+                click.echo(
+                    f"    {etype:14s} {s['support']:4d} {s['predicted']:4d} {s['precision']:.3f} "
+                    f"{s['recall']:.3f} {s['f1']:.3f}"
+                )
             if m["confusions"]:
                 click.echo("  most frequent confusions (gold -> predicted: count):")
                 for c in m["confusions"]:

@@ -76,6 +76,25 @@ def _percentile(values: Sequence[float], q: float) -> float:
     return s[k]
 
 
+def prf(tp: int, fp: int, fn: int) -> tuple[float, float, float]:
+    """Precision, recall and F1 of counts (F1 1.0 when nothing was expected nor found)."""
+    prec = tp / (tp + fp) if tp + fp else 0.0
+    rec = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * prec * rec / (prec + rec) if prec + rec else (1.0 if not fn + fp else 0.0)
+    return prec, rec, f1
+
+
+def _scores(c: Counter[str]) -> dict[str, float | int]:
+    prec, rec, f1 = prf(c["tp"], c["fp"], c["fn"])
+    return {
+        "support": c["tp"] + c["fn"],
+        "predicted": c["tp"] + c["fp"],
+        "precision": round(prec, 4),
+        "recall": round(rec, 4),
+        "f1": round(f1, 4),
+    }
+
+
 def evaluate(
     parse: Callable[[str], _Result],
     examples: Iterable[Example],
@@ -90,6 +109,7 @@ def evaluate(
     intent_ok = cat_n = cat_ok = label_ok = 0
     d_tp = d_fn = d_fp = 0
     e_tp = e_fp = e_fn = 0
+    per_entity: dict[str, Counter[str]] = {t: Counter() for t in SCORED_ENTITIES}
     latencies: list[float] = []
     per_intent: dict[str, Counter[str]] = {}
     confusions: Counter[tuple[str, str]] = Counter()
@@ -140,13 +160,14 @@ def evaluate(
         e_tp += len(gold & pred)
         e_fp += len(pred - gold)
         e_fn += len(gold - pred)
+        for kind, keys in (("tp", gold & pred), ("fp", pred - gold), ("fn", gold - pred)):
+            for key in keys:
+                per_entity[key[0]][kind] += 1
 
     def ratio(a: int, b: int) -> float | None:
         return round(a / b, 4) if b else None
 
-    prec = e_tp / (e_tp + e_fp) if e_tp + e_fp else 0.0
-    rec = e_tp / (e_tp + e_fn) if e_tp + e_fn else 0.0
-    f1 = 2 * prec * rec / (prec + rec) if prec + rec else (1.0 if not e_fn + e_fp else 0.0)
+    prec, rec, f1 = prf(e_tp, e_fp, e_fn)
     intents = {}
     for name, c in sorted(per_intent.items()):
         p = c["tp"] / (c["tp"] + c["fp"]) if c["tp"] + c["fp"] else 0.0
@@ -171,6 +192,7 @@ def evaluate(
         "latency_ms_p50": round(statistics.median(latencies), 4) if latencies else 0.0,
         "latency_ms_p99": round(_percentile(latencies, 0.99), 4),
         "per_intent": intents,
+        "per_entity": {name: _scores(c) for name, c in per_entity.items()},
         "per_category": {
             k: {"support": v["n"], "accuracy": round(v["ok"] / v["n"], 4)}
             for k, v in sorted(per_cat.items())

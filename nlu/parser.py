@@ -18,6 +18,7 @@ from . import darurat
 from .entities import Entity, Gazetteer, find_personal, place_key, places_from_lookups
 from .language import LanguageDetector
 from .lokasi import PlaceFinder
+from .lokasi_tagger import Features, PlaceTagger, Sample, train_models
 from .model import RAW, LinearModel, load_models, save_models, train
 from .normalize import Normalizer, fold, load_lexicon, tokens
 from .rasa_yaml import Example, NluData, read_nlu
@@ -103,6 +104,8 @@ class Engine:
     places: PlaceFinder
     language: LanguageDetector
     synonyms: dict[str, str] = field(default_factory=dict)
+    # The trained lokasi tagger; None only for an engine built without one.
+    tagger: PlaceTagger | None = None
 
 
 def _hash_inputs(nlu_bytes: bytes, lexicon_dir: Path | None, places: object, prefix: str) -> str:
@@ -184,9 +187,11 @@ class Parser:
                 found.append(ent)
         taken = [(e.start, e.end) for e in found]
         wilayah = eng.gazetteer.find(text, taken)
-        lokasi, absorbed = eng.places.find_with_places(
-            text, taken, [(w.start, w.end) for w in wilayah]
-        )
+        spans = [(w.start, w.end) for w in wilayah]
+        if eng.tagger is not None:
+            lokasi, absorbed = eng.tagger.find_with_places(eng.places, text, taken, spans)
+        else:
+            lokasi, absorbed = eng.places.find_with_places(text, taken, spans)
         wilayah = [w for w in wilayah if (w.start, w.end) not in absorbed]
         found.extend(wilayah)
         found.extend(lokasi)
@@ -473,6 +478,51 @@ def _wilayah_suppressed(data: NluData, places: Mapping) -> list[str]:
     return sorted(k for k, c in hits.items() if c["n"] >= 2 and c["gold"] < c["n"] / 3)
 
 
+def _train_lokasi(
+    data: NluData,
+    *,
+    features: Features,
+    gazetteer: Gazetteer,
+    tickets: TicketFinder,
+    gaz_keys: set[str],
+    common: frozenset[str],
+    short_path: Path,
+    long_path: Path,
+) -> dict[str, int]:
+    """Train the lokasi taggers on every example's lokasi (and wilayah) annotations."""
+    samples = [
+        Sample(
+            ex.text,
+            tuple((a.start, a.end) for a in ex.entities if a.entity == "lokasi"),
+            tuple((a.start, a.end) for a in ex.entities if a.entity in ("kecamatan", "kelurahan")),
+        )
+        for ex in data.examples
+    ]
+
+    def learn_finder(part: Sequence[Sample]) -> PlaceFinder:
+        inside, outside, names = PlaceFinder.learn([(s.text, s.lokasi) for s in part])
+        names = [n for n in names if place_key(n) not in gaz_keys]
+        return PlaceFinder(inside, outside, names, common_words=common)
+
+    def context(text: str) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        found = tickets.find(text)
+        for ent in find_personal(text):
+            if not any(f.start < ent.end and ent.start < f.end for f in found):
+                found.append(ent)
+        taken = [(e.start, e.end) for e in found]
+        return taken, [(w.start, w.end) for w in gazetteer.find(text, taken)]
+
+    long_path.unlink(missing_ok=True)
+    return train_models(
+        samples,
+        features=features,
+        learn_finder=learn_finder,
+        context=context,
+        short_path=short_path,
+        long_path=long_path,
+    )
+
+
 def build_engine(
     path: Path,
     *,
@@ -502,15 +552,30 @@ def build_engine(
         places_map = {k: {c: list(a) for c, a in v.items()} for k, v in places.items()}
     key = _hash_inputs(nlu_bytes, lexicon_dir, places_map, ticket_prefix)
     model_path = cache_dir / f"nlu-{key[:24]}.npz"
+    # The lokasi taggers, in CRFsuite's own format, beside the classifiers and named alike.
+    short_path = cache_dir / f"nlu-{key[:24]}.lokasi.crfsuite"
+    long_path = cache_dir / f"nlu-{key[:24]}.lokasi-long.crfsuite"
     normalizer = training_normalizer(lexicon, data.examples)
     tickets = TicketFinder(ticket_prefix, year=year)
+    # Words a dictionary knows (not the training texts' own words: those include wilayah names).
+    common = set(Normalizer(lexicon).known) | set(lexicon)
+    gaz_keys: set[str] = set()
+    gaz_words: set[str] = set()
+    for table in places_map.values():
+        for canonical, aliases in table.items():
+            for n in (canonical, *aliases):
+                gaz_keys.add(place_key(n))
+                gaz_words.update(w.lower() for w in tokens(n))
+    features = Features(common, gaz_words)
     models: dict[str, LinearModel] | None = None
     meta: dict = {}
-    if model_path.exists() and not force:
+    if model_path.exists() and not force and short_path.exists():
         try:
             # Only files this engine wrote into its own cache are read, and without pickle.
             models, meta = load_models(model_path)
         except (OSError, ValueError, KeyError):
+            models = None
+        if meta.get("lokasi_long_model") and not long_path.exists():
             models = None
     if models is None:
         t0 = time.perf_counter()
@@ -535,10 +600,6 @@ def build_engine(
             # One vectorisation serves both models at parse time.
             models["category"].vocab = models["intent"].vocab
             models["category"].idf = models["intent"].idf
-        gaz_keys = set()
-        for table in places_map.values():
-            for canonical, aliases in table.items():
-                gaz_keys.update(place_key(n) for n in (canonical, *aliases))
         lokasi_examples = [
             (ex.text, [(a.start, a.end) for a in ex.entities if a.entity == "lokasi"])
             for ex in data.examples
@@ -547,18 +608,31 @@ def build_engine(
         names = [n for n in names if place_key(n) not in gaz_keys]
         vocab = Counter(t for d in docs for t in d)
         suppress = _wilayah_suppressed(own, places_map)
+        prefer = _wilayah_preferences(own, places_map)
+        lokasi_stats = _train_lokasi(
+            data,
+            features=features,
+            gazetteer=Gazetteer(places_map, common_words=common, prefer=prefer, suppress=suppress),
+            tickets=tickets,
+            gaz_keys=gaz_keys,
+            common=frozenset(common),
+            short_path=short_path,
+            long_path=long_path,
+        )
         meta = {
             "wilayah_suppress": suppress,
             "labels": sorted(set(labels)),
             "lokasi_inside": dict(inside),
             "lokasi_outside": dict(outside),
             "lokasi_names": names,
-            "wilayah_prefer": _wilayah_preferences(own, places_map),
+            "wilayah_prefer": prefer,
+            "lokasi_long_model": long_path.exists(),
             "vocab": sorted(t for t, c in vocab.items() if c >= 2 and t.isalpha()),
             "train": {
                 "examples": len(docs),
                 "labels": len(set(labels)),
                 "seconds": round(time.perf_counter() - t0, 2),
+                "lokasi_rows": lokasi_stats,
                 "data_hash": key,
                 "model_file": str(model_path),
                 "engine_version": ENGINE_VERSION,
@@ -570,7 +644,6 @@ def build_engine(
                 f"trained {len(set(labels))} labels on {len(docs)} examples "
                 f"in {time.perf_counter() - t0:.1f} s -> {model_path}"
             )
-    common = set(normalizer.known) | set(lexicon)
     gazetteer = Gazetteer(
         places_map,
         common_words=common,
@@ -583,6 +656,11 @@ def build_engine(
         meta.get("lokasi_names", []),
         common_words=frozenset(common),
     )
+    tagger = None
+    if short_path.exists():
+        tagger = PlaceTagger(
+            short_path, long_path if meta.get("lokasi_long_model") else None, features
+        )
     id_words = set(lexicon) | set(normalizer.known)
     language = LanguageDetector(id_words)
     return Engine(
@@ -596,6 +674,7 @@ def build_engine(
         places=finder,
         language=language,
         synonyms=data.synonyms,
+        tagger=tagger,
     )
 
 

@@ -78,6 +78,28 @@ def test_eval_computes_the_metrics_worked_out_by_hand():
     assert m["latency_ms_p50"] >= 0 and m["latency_ms_p99"] >= m["latency_ms_p50"]
 
 
+def test_eval_breaks_the_entity_scores_down_by_type():
+    m = evaluate(PREDICTED.__getitem__, read_nlu_text(GOLD).examples)
+    per = m["per_entity"]
+    assert per["lokasi"] == {
+        "support": 1,
+        "predicted": 1,
+        "precision": 1.0,
+        "recall": 1.0,
+        "f1": 1.0,
+    }
+    assert per["kelurahan"]["f1"] == 1.0
+    assert per["nomor_tiket"] == {
+        "support": 1,
+        "predicted": 1,
+        "precision": 0.0,
+        "recall": 0.0,
+        "f1": 0.0,
+    }
+    # Nothing expected and nothing found is a perfect score, as for the overall F1.
+    assert per["kecamatan"]["support"] == 0 and per["kecamatan"]["f1"] == 1.0
+
+
 @pytest.fixture()
 def cli(tiny_yaml: Path, tmp_path: Path):
     taxonomy = Path(__file__).resolve().parents[2] / "data" / "taxonomy.yml"
@@ -109,6 +131,16 @@ def test_cli_eval_json_scores_each_file_and_reports_missing_labels(cli, tmp_path
     m = out["files"]["gold.yml"]
     assert m["n"] == 6 and 0 <= m["intent_accuracy"] <= 1
     assert m["missing_labels"] == {"cek_status": 1, "lapor/drainase_banjir": 1}
+    assert set(m["per_entity"]) == {"lokasi", "kecamatan", "kelurahan", "nomor_tiket"}
+
+
+def test_cli_eval_prints_the_scores_of_each_entity_type(cli, tmp_path):
+    test_file = tmp_path / "gold.yml"
+    test_file.write_text(GOLD, encoding="utf-8")
+    res = CliRunner().invoke(cli, ["eval", str(test_file)])
+    assert res.exit_code == 0, res.output
+    assert "per entity (support predicted precision recall f1):" in res.output
+    assert any(line.split()[:2] == ["lokasi", "1"] for line in res.output.splitlines())
 
 
 def test_cli_check_reports_thin_data_and_fails(cli):
