@@ -218,6 +218,8 @@ _HARD_NEGATIVE = [
     + r"\s+(?:\w+\s+){0,3}"
     + _w("tidak selamat aman"),
     _w("bulan_lalu tahun_lalu minggu_lalu pekan_lalu"),
+    r"\b(?:tidak|belum)\s+ada\s+(?:orang|penumpang|penghuni)\s+(?:di\s+)?(?:dalam|dalamnya)\b",
+    _w("mobilnya_kosong rumahnya_kosong sedang_kosong lagi_kosong dalam_keadaan_kosong"),
 ]
 
 # Cues that the danger is not physical or not now: shallow water, proposals, land fires.
