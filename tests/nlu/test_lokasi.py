@@ -81,7 +81,7 @@ def letter(body: str) -> str:
         (
             "jalan di perempatan pasar pagi arengka rusak parah dan tergenang air setiap hujan "
             "sehingga banyak kendaraan terjebak.",
-            "pasar pagi arengka",
+            "perempatan pasar pagi arengka",
         ),
     ],
 )
